@@ -1,0 +1,515 @@
+/* The cache object of cache.core ("ac.cache"): store + flights + loads.
+ *
+ * Values live in a Lua table owned by the cache (values[slot]); the C store
+ * maps keys to slots.  A hit is a store lookup plus one rawgeti: it neither
+ * yields nor allocates.  A miss with a loader opens a flight and runs the
+ * loader in a pooled thread of its own:
+ *   - the loader returns without yielding: the value is stored and returned
+ *     at once, the caller never yields;
+ *   - the loader yields (I/O, sleep): it carries on as a background task,
+ *     the caller joins the flight like every later caller, and all of them
+ *     are woken with the one result.  A timer bounds the wait
+ *     (load_timeout); a result arriving after it is dropped.
+ * A load in progress (lload) anchors its cache, so the cache cannot be
+ * collected while a loader still runs.  Policy (option defaults, warmup,
+ * the public constructor) is in lua/cache.lua. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lcache.h"
+#include "lkey.h"
+#include "lsched.h"
+
+#define CACHE_MT "ac.cache"
+#define CACHE_MAGIC 0x41434348u /* "ACCH" */
+#define SWEEP_INTERVAL_MS 1000
+#define SWEEP_MIN_CHECKS 1024u
+
+typedef struct lload lload;
+typedef struct lcache lcache;
+
+struct lcache {
+  uint32_t magic;
+  int closed;
+  ac_store_t *store;
+  ac_flights_t *flights;
+  lsched *ls;
+  lua_State *L;     /* state the removal callback may use right now */
+  int values_ref;   /* registry: the values table */
+  double default_ttl; /* 0: no expiry */
+  double load_timeout; /* +inf: none */
+  uint64_t loads, load_errors, load_timeouts;
+  uint32_t clear_gen; /* bumped by clear(): loads started before store nothing */
+  uv_timer_t *sweeper;
+  lload *loads_open; /* loads whose flight is still open */
+};
+
+struct lload {
+  lcache *c;
+  ac_flight_t *flight; /* NULL once finished (done, timed out, cancelled) */
+  lresult *result;     /* what waiters get, built when the flight finishes */
+  uv_timer_t *timer;
+  double ttl;
+  uint32_t clear_gen;
+  int stale;     /* set()/delete() of the key while loading: do not store */
+  int cache_ref; /* anchors the cache while the loader runs in background */
+  lload *prev, *next;
+};
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static lcache *check_cache(lua_State *L) {
+  lcache *c = lua_touserdata(L, 1);
+  if (c == NULL || lua_rawlen(L, 1) != sizeof(lcache) || c->magic != CACHE_MAGIC)
+    c = luaL_checkudata(L, 1, CACHE_MT); /* raises the standard message */
+  if (c->closed) luaL_error(L, "the cache is closed");
+  c->L = L;
+  return c;
+}
+
+static void on_removed(void *ud, uint32_t slot, int tag, const char *key,
+                       size_t len, ac_removed_t why) {
+  lcache *c = ud;
+  (void)tag, (void)key, (void)len, (void)why;
+  lua_State *L = c->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->values_ref);
+  lua_pushnil(L);
+  lua_rawseti(L, -2, (lua_Integer)slot);
+  lua_pop(L, 1);
+}
+
+static int is_callable(lua_State *L, int idx) {
+  if (lua_type(L, idx) == LUA_TFUNCTION) return 1;
+  if (luaL_getmetafield(L, idx, "__call") == LUA_TNIL) return 0;
+  lua_pop(L, 1);
+  return 1;
+}
+
+/* A TTL option: a positive number (math.huge: never expires). */
+static double check_ttl(lua_State *L, int idx, const char *name) {
+  if (lua_type(L, idx) != LUA_TNUMBER || !(lua_tonumber(L, idx) > 0))
+    luaL_error(L, "%s must be a positive number of seconds, got %s", name,
+               lua_type(L, idx) == LUA_TNUMBER ? lua_tostring(L, idx)
+                                                : luaL_typename(L, idx));
+  double ttl = lua_tonumber(L, idx);
+  return isinf(ttl) ? 0 : ttl;
+}
+
+/* The third argument of get(): nil, a loader, or { loader =, ttl = }. */
+static int get_options(lua_State *L, lcache *c, double *ttl) {
+  *ttl = c->default_ttl;
+  switch (lua_type(L, 3)) {
+    case LUA_TNONE:
+    case LUA_TNIL:
+      return 0;
+    case LUA_TFUNCTION:
+      return 3;
+    case LUA_TTABLE:
+      if (is_callable(L, 3)) return 3;
+      break;
+    default:
+      if (is_callable(L, 3)) return 3;
+      luaL_error(L, "cache:get(): the third argument must be a loader function or an options table, got %s",
+                 luaL_typename(L, 3));
+  }
+  int loader = 0;
+  if (lua_getfield(L, 3, "ttl") != LUA_TNIL) *ttl = check_ttl(L, -1, "opts.ttl");
+  lua_pop(L, 1);
+  if (lua_getfield(L, 3, "loader") != LUA_TNIL) {
+    if (!is_callable(L, -1))
+      luaL_error(L, "opts.loader must be a function, got %s", luaL_typename(L, -1));
+    lua_replace(L, 3); /* the options table is no longer needed */
+    loader = 3;
+  } else {
+    lua_pop(L, 1);
+  }
+  return loader;
+}
+
+/* ---- loads --------------------------------------------------------------- */
+
+static void on_timer_closed(uv_handle_t *h) { free(h); }
+
+static void stop_timer(lload *ld) {
+  if (ld->timer == NULL) return;
+  uv_timer_stop(ld->timer);
+  uv_close((uv_handle_t *)ld->timer, on_timer_closed);
+  ld->timer = NULL;
+}
+
+static void unlink_load(lload *ld) {
+  lcache *c = ld->c;
+  if (ld->prev) ld->prev->next = ld->next; else c->loads_open = ld->next;
+  if (ld->next) ld->next->prev = ld->prev;
+  ld->prev = ld->next = NULL;
+}
+
+/* Closes the flight of ld: every waiter is woken with ld->result (or an
+ * error built from status when there is none). */
+static void close_flight(lload *ld, int status) {
+  ac_flight_t *f = ld->flight;
+  ld->flight = NULL;
+  unlink_load(ld);
+  stop_timer(ld);
+  if (ld->result == NULL && ac_flight_waiters(f) > 0) {
+    ld->result = lresult_new((int)ac_flight_waiters(f));
+    if (ld->result != NULL) {
+      if (status == AC_ETIMEDOUT)
+        snprintf(ld->result->cerr, sizeof ld->result->cerr,
+                 "load timed out after %g seconds", ld->c->load_timeout);
+      else if (status == AC_ECANCELED)
+        snprintf(ld->result->cerr, sizeof ld->result->cerr,
+                 "the cache was closed while loading");
+      else
+        snprintf(ld->result->cerr, sizeof ld->result->cerr, "load failed: %s",
+                 ac_strerror(status));
+    }
+  }
+  ac_flight_finish(f, status);
+}
+
+static void on_flight_waiter(ac_waiter_t *w, ac_flight_t *f, int status) {
+  lload *ld = ac_flight_data(f);
+  (void)status;
+  lsched_wake(w->data, ld->result);
+}
+
+static void on_load_timeout(uv_timer_t *h) {
+  lload *ld = h->data;
+  ld->c->load_timeouts++;
+  close_flight(ld, AC_ETIMEDOUT);
+}
+
+/* The loader has finished on thread t (status st, nres values, or the error
+ * object, on t->co).  Stores the value, wakes the waiters, frees ld.  When
+ * push is set, leaves the caller's results on L and returns their count. */
+static int finish_load(lua_State *L, lload *ld, ltask *t, int st, int nres,
+                       int push) {
+  lcache *c = ld->c;
+  lsched *ls = c->ls;
+  int base = lua_gettop(L);
+  int failed = st != LUA_OK;
+  if (failed) nres = 1;
+  luaL_checkstack(L, nres + 4, "too many results");
+  lua_xmove(t->co, L, nres);
+  lsched_release_loader(ls, t, st);
+  /* Results are now at base+1 .. base+nres; reduce them to v[, err]. */
+  int v = base + 1, nout;
+  if (failed) {
+    lua_pushnil(L);
+    lua_insert(L, v); /* nil, err */
+    nout = 2;
+  } else if (nres == 0 || lua_isnil(L, v)) {
+    nout = (nres >= 2 && !lua_isnil(L, v + 1)) ? 2 : 1;
+    if (nres == 0) lua_pushnil(L);
+    failed = nout == 2; /* nil, err */
+  } else {
+    nout = 1;
+  }
+  lua_settop(L, base + nout);
+  if (failed) c->load_errors++;
+
+  if (ld->flight != NULL) {
+    c->L = L;
+    if (!failed && !lua_isnil(L, v) && !ld->stale && !c->closed &&
+        ld->clear_gen == c->clear_gen) {
+      int tag;
+      size_t len;
+      const char *key = ac_flight_key(ld->flight, &tag, &len);
+      int is_new;
+      int64_t slot = ac_store_set(c->store, tag, key, len, ld->ttl, &is_new);
+      if (slot > 0) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, c->values_ref);
+        lua_pushvalue(L, v);
+        lua_rawseti(L, -2, slot);
+        lua_pop(L, 1);
+      }
+    }
+    uint32_t waiters = ac_flight_waiters(ld->flight);
+    if (waiters > 0) {
+      for (int i = 0; i < nout; i++) lua_pushvalue(L, v + i);
+      ld->result = lresult_from_stack(L, nout, (int)waiters);
+    }
+    close_flight(ld, failed ? AC_ELOAD : 0);
+  }
+  luaL_unref(L, LUA_REGISTRYINDEX, ld->cache_ref);
+  free(ld);
+  if (push) return nout;
+  lua_settop(L, base);
+  return 0;
+}
+
+/* A loader that went to the background has finished (runs in a pass). */
+static void on_loader_done(ltask *t, int st, int nres) {
+  lload *ld = t->done_ud;
+  finish_load(lsched_cbstate(t->ls), ld, t, st, nres, 0);
+}
+
+static int wait_flight(lua_State *L, ac_flight_t *f) {
+  ltask *t = lsched_park(L, "cache:get()");
+  t->w.cb = on_flight_waiter;
+  ac_flight_join(f, &t->w);
+  return lsched_yield(L);
+}
+
+static int get_miss(lua_State *L, lcache *c, const lkey *k, int loader,
+                    double ttl) {
+  ac_flight_t *f = ac_flights_find(c->flights, k->tag, k->p, k->len);
+  if (f != NULL) return wait_flight(L, f);
+  if (loader == 0) return 0;
+  lload *ld = calloc(1, sizeof *ld);
+  if (ld == NULL || ac_flights_start(c->flights, k->tag, k->p, k->len, ld, &f) != 0) {
+    free(ld);
+    return luaL_error(L, "out of memory");
+  }
+  c->loads++;
+  ld->c = c;
+  ld->flight = f;
+  ld->ttl = ttl;
+  ld->clear_gen = c->clear_gen;
+  ld->cache_ref = LUA_NOREF;
+  ld->next = c->loads_open;
+  if (ld->next) ld->next->prev = ld;
+  c->loads_open = ld;
+
+  ltask *t = lsched_loader(c->ls);
+  t->done = on_loader_done;
+  t->done_ud = ld;
+  lua_pushvalue(L, loader);
+  lua_pushvalue(L, 2);
+  lua_xmove(L, t->co, 2);
+  int nres, st = lsched_start_loader(c->ls, L, t, 1, &nres);
+  if (st != LUA_YIELD) return finish_load(L, ld, t, st, nres, 1);
+
+  /* The loader waits for something: it goes on in the background. */
+  lua_pushvalue(L, 1);
+  ld->cache_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  if (!isinf(c->load_timeout) && ld->flight != NULL) {
+    ld->timer = malloc(sizeof *ld->timer);
+    if (ld->timer != NULL) {
+      uv_timer_init(lsched_loop(c->ls), ld->timer);
+      ld->timer->data = ld;
+      double ms = ceil(c->load_timeout * 1000.0);
+      uv_timer_start(ld->timer, on_load_timeout, ms > 9e15 ? (uint64_t)9e15 : (uint64_t)ms, 0);
+    }
+  }
+  return wait_flight(L, f);
+}
+
+/* Marks a load in progress for the key as stale (set/delete won the race). */
+static void invalidate_load(lcache *c, const lkey *k) {
+  ac_flight_t *f = ac_flights_find(c->flights, k->tag, k->p, k->len);
+  if (f != NULL) ((lload *)ac_flight_data(f))->stale = 1;
+}
+
+/* ---- methods ------------------------------------------------------------- */
+
+static int cache_get(lua_State *L) {
+  lcache *c = check_cache(L);
+  lkey k;
+  lkey_get(L, 2, &k);
+  double ttl;
+  int loader = get_options(L, c, &ttl);
+  uint32_t slot = ac_store_get(c->store, k.tag, k.p, k.len);
+  if (slot != 0) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->values_ref);
+    lua_rawgeti(L, -1, slot);
+    return 1;
+  }
+  return get_miss(L, c, &k, loader, ttl);
+}
+
+static int cache_set(lua_State *L) {
+  lcache *c = check_cache(L);
+  lkey k;
+  lkey_get(L, 2, &k);
+  if (lua_isnoneornil(L, 3))
+    return luaL_error(L, "cache:set(): value must not be nil (use cache:delete(key) to remove a key)");
+  double ttl = c->default_ttl;
+  if (!lua_isnoneornil(L, 4)) {
+    if (!lua_istable(L, 4))
+      return luaL_error(L, "cache:set(): opts must be a table, got %s", luaL_typename(L, 4));
+    if (lua_getfield(L, 4, "ttl") != LUA_TNIL) ttl = check_ttl(L, -1, "opts.ttl");
+    lua_pop(L, 1);
+  }
+  int is_new;
+  int64_t slot = ac_store_set(c->store, k.tag, k.p, k.len, ttl, &is_new);
+  if (slot < 0) return luaL_error(L, "cache:set(): %s", ac_strerror((int)slot));
+  invalidate_load(c, &k);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->values_ref);
+  lua_pushvalue(L, 3);
+  lua_rawseti(L, -2, slot);
+  return 0;
+}
+
+static int cache_delete(lua_State *L) {
+  lcache *c = check_cache(L);
+  lkey k;
+  lkey_get(L, 2, &k);
+  invalidate_load(c, &k);
+  lua_pushboolean(L, ac_store_delete(c->store, k.tag, k.p, k.len) == 0);
+  return 1;
+}
+
+static int cache_clear(lua_State *L) {
+  lcache *c = check_cache(L);
+  ac_store_clear(c->store);
+  c->clear_gen++;
+  return 0;
+}
+
+static int cache_contains(lua_State *L) {
+  lcache *c = check_cache(L);
+  lkey k;
+  lkey_get(L, 2, &k);
+  lua_pushboolean(L, ac_store_peek(c->store, k.tag, k.p, k.len) != 0);
+  return 1;
+}
+
+static void set_counter(lua_State *L, const char *name, double v) {
+  lua_pushnumber(L, v);
+  lua_setfield(L, -2, name);
+}
+
+static void set_count(lua_State *L, const char *name, uint64_t v) {
+  lua_pushinteger(L, (lua_Integer)v);
+  lua_setfield(L, -2, name);
+}
+
+static int cache_metrics(lua_State *L) {
+  lcache *c = check_cache(L);
+  ac_store_stats_t st;
+  ac_store_stats(c->store, &st);
+  lua_createtable(L, 0, 12);
+  set_count(L, "hits", st.hits);
+  set_count(L, "misses", st.misses);
+  set_count(L, "loads", c->loads);
+  set_count(L, "load_errors", c->load_errors);
+  set_count(L, "load_timeouts", c->load_timeouts);
+  set_count(L, "evictions", st.evictions);
+  set_count(L, "expirations", st.expirations);
+  set_count(L, "size", st.size);
+  set_count(L, "maxsize", st.maxsize);
+  set_count(L, "in_flight", ac_flights_count(c->flights));
+  set_count(L, "memory_bytes", ac_store_memory(c->store));
+  uint64_t lookups = st.hits + st.misses;
+  set_counter(L, "hit_rate", lookups ? (double)st.hits / (double)lookups : 0.0);
+  return 1;
+}
+
+static void on_sweep(uv_timer_t *h) {
+  lcache *c = h->data;
+  if (ac_store_ttl_count(c->store) == 0) return;
+  ac_store_stats_t st;
+  ac_store_stats(c->store, &st);
+  uint32_t checks = st.size / 4 > SWEEP_MIN_CHECKS ? st.size / 4 : SWEEP_MIN_CHECKS;
+  c->L = lsched_cbstate(c->ls);
+  ac_store_expire(c->store, checks);
+}
+
+static void close_cache(lua_State *L, lcache *c) {
+  if (c->closed) return;
+  c->closed = 1;
+  c->L = L;
+  /* Loads still open: their waiters are released with an error; a loader
+   * still running finds its flight gone and drops its result. */
+  while (c->loads_open != NULL) close_flight(c->loads_open, AC_ECANCELED);
+  ac_flights_free(c->flights);
+  c->flights = NULL;
+  ac_store_free(c->store); /* reports removals: values[slot] = nil */
+  c->store = NULL;
+  luaL_unref(L, LUA_REGISTRYINDEX, c->values_ref);
+  c->values_ref = LUA_NOREF;
+  if (c->sweeper != NULL) {
+    uv_timer_stop(c->sweeper);
+    uv_close((uv_handle_t *)c->sweeper, on_timer_closed);
+    c->sweeper = NULL;
+  }
+}
+
+static int cache_close(lua_State *L) {
+  lcache *c = luaL_checkudata(L, 1, CACHE_MT);
+  close_cache(L, c);
+  return 0;
+}
+
+static int cache_tostring(lua_State *L) {
+  lcache *c = luaL_checkudata(L, 1, CACHE_MT);
+  if (c->closed) {
+    lua_pushfstring(L, "AsyncCache (closed): %p", (void *)c);
+  } else {
+    ac_store_stats_t st;
+    ac_store_stats(c->store, &st);
+    lua_pushfstring(L, "AsyncCache (%d/%d entries): %p", (int)st.size,
+                    (int)st.maxsize, (void *)c);
+  }
+  return 1;
+}
+
+/* core.new_cache(maxsize, default_ttl, load_timeout): the checked inputs of
+ * cache.AsyncCache (which validates and documents them). */
+static int new_cache(lua_State *L) {
+  lua_Integer maxsize = luaL_checkinteger(L, 1);
+  double default_ttl = luaL_optnumber(L, 2, 0);
+  double load_timeout = luaL_optnumber(L, 3, HUGE_VAL);
+  luaL_argcheck(L, maxsize >= 1 && maxsize <= 0x7fffffff, 1, "maxsize out of range");
+  luaL_argcheck(L, default_ttl >= 0, 2, "default_ttl must not be negative");
+  luaL_argcheck(L, load_timeout > 0, 3, "load_timeout must be positive");
+  lsched *ls = lsched_get(L);
+  lcache *c = lua_newuserdatauv(L, sizeof *c, 0);
+  memset(c, 0, sizeof *c);
+  c->closed = 1; /* until fully built, so __gc has nothing to undo */
+  c->values_ref = LUA_NOREF;
+  luaL_setmetatable(L, CACHE_MT);
+  ac_store_options_t so = {(uint32_t)maxsize, on_removed, c, NULL};
+  int err;
+  c->store = ac_store_new(&so, &err);
+  c->flights = ac_flights_new();
+  c->sweeper = malloc(sizeof *c->sweeper);
+  if (c->store == NULL || c->flights == NULL || c->sweeper == NULL) {
+    ac_store_free(c->store);
+    ac_flights_free(c->flights);
+    free(c->sweeper);
+    c->store = NULL, c->flights = NULL, c->sweeper = NULL;
+    return luaL_error(L, "out of memory");
+  }
+  lua_createtable(L, 0, 0);
+  c->values_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  c->ls = ls;
+  c->L = L;
+  c->default_ttl = isinf(default_ttl) ? 0 : default_ttl;
+  c->load_timeout = load_timeout;
+  c->magic = CACHE_MAGIC;
+  uv_timer_init(lsched_loop(ls), c->sweeper);
+  c->sweeper->data = c;
+  uv_timer_start(c->sweeper, on_sweep, SWEEP_INTERVAL_MS, SWEEP_INTERVAL_MS);
+  uv_unref((uv_handle_t *)c->sweeper); /* sweeping alone keeps no loop alive */
+  c->closed = 0;
+  return 1;
+}
+
+void lcache_open(lua_State *L) {
+  static const luaL_Reg methods[] = {
+      {"get", cache_get},         {"set", cache_set},
+      {"delete", cache_delete},   {"clear", cache_clear},
+      {"contains", cache_contains}, {"get_metrics", cache_metrics},
+      {"close", cache_close},     {NULL, NULL}};
+  if (luaL_newmetatable(L, CACHE_MT)) {
+    luaL_newlib(L, methods);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "methods"); /* cache.lua adds Lua methods here */
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, cache_close);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, cache_close);
+    lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, cache_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushliteral(L, "AsyncCache");
+    lua_setfield(L, -2, "__name");
+  }
+  lua_pop(L, 1);
+  lua_pushcfunction(L, new_cache);
+}

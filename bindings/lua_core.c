@@ -1,0 +1,30 @@
+/* luaopen_cache_core: the Lua C module "cache.core".
+ *
+ *   core.new_cache(maxsize, default_ttl, load_timeout) -> ac.cache
+ *   core.cache_methods   the method table of ac.cache (cache.lua extends it)
+ *   core.runtime         run, spawn, sleep, now, event, set_error_hook
+ *   core.version */
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "ac.h"
+#include "ac_lua.h"
+#include "lcache.h"
+#include "lsched.h"
+
+AC_EXPORT int luaopen_cache_core(lua_State *L);
+
+int luaopen_cache_core(lua_State *L) {
+  lua_createtable(L, 0, 4);
+  lcache_open(L);
+  lua_setfield(L, -2, "new_cache");
+  luaL_getmetatable(L, "ac.cache");
+  lua_getfield(L, -1, "methods");
+  lua_setfield(L, -3, "cache_methods");
+  lua_pop(L, 1);
+  luaopen_cache_runtime_core(L);
+  lua_setfield(L, -2, "runtime");
+  lua_pushliteral(L, AC_VERSION_STRING);
+  lua_setfield(L, -2, "version");
+  return 1;
+}

@@ -1,0 +1,54 @@
+# Tests, registered with CTest:
+#   - C tests of the core (runtime/test/test_*.c), one process per test case;
+#   - busted specs (spec/*_spec.lua) run with lua5.4 against the build tree;
+#   - the examples, run as a user would.
+
+file(GLOB AC_C_TESTS ${CMAKE_SOURCE_DIR}/runtime/test/test_*.c)
+foreach(src ${AC_C_TESTS})
+  get_filename_component(name ${src} NAME_WE)
+  add_executable(${name} ${src})
+  target_include_directories(${name} PRIVATE ${CMAKE_SOURCE_DIR}/runtime
+                             ${CMAKE_SOURCE_DIR}/runtime/test)
+  target_compile_options(${name} PRIVATE ${AC_WARNINGS})
+  target_link_libraries(${name} PRIVATE asynccache_static)
+  # Each test binary lists its cases with --list; every case runs in its
+  # own process with a timeout.
+  execute_process(COMMAND grep -oE "^TEST\\(([a-z0-9_]+)\\)" ${src}
+                  OUTPUT_VARIABLE cases)
+  string(REGEX MATCHALL "TEST\\(([a-z0-9_]+)\\)" cases "${cases}")
+  set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${src})
+  foreach(c ${cases})
+    string(REGEX REPLACE "TEST\\(([a-z0-9_]+)\\)" "\\1" case ${c})
+    add_test(NAME c.${name}.${case} COMMAND ${name} ${case})
+    set_tests_properties(c.${name}.${case} PROPERTIES TIMEOUT 60 LABELS c)
+  endforeach()
+endforeach()
+
+find_program(LUA54 NAMES lua5.4 REQUIRED)
+find_program(BUSTED NAMES busted REQUIRED)
+set(AC_LUA_ENV
+  "LUA_PATH=${CMAKE_SOURCE_DIR}/lua/?.lua\;${CMAKE_SOURCE_DIR}/lua/?/init.lua\;${CMAKE_SOURCE_DIR}/spec/?.lua\;\;"
+  "LUA_CPATH=${CMAKE_BINARY_DIR}/lua/?.so\;${CMAKE_BINARY_DIR}/bench/?.so\;\;")
+
+file(GLOB AC_SPECS ${CMAKE_SOURCE_DIR}/spec/*_spec.lua)
+foreach(spec ${AC_SPECS})
+  get_filename_component(name ${spec} NAME_WE)
+  # busted's runner script starts with "#!/usr/bin/env lua", which may be
+  # another Lua: run it with lua5.4 explicitly.
+  add_test(NAME spec.${name}
+           COMMAND ${LUA54} ${BUSTED} --output=utfTerminal ${spec}
+           WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+  set_tests_properties(spec.${name} PROPERTIES ENVIRONMENT "${AC_LUA_ENV}"
+                       TIMEOUT 300 LABELS lua)
+endforeach()
+
+add_test(NAME example.quickstart
+         COMMAND acache ${CMAKE_SOURCE_DIR}/examples/quickstart.lua)
+add_test(NAME example.quickstart_lua54
+         COMMAND ${LUA54} ${CMAKE_SOURCE_DIR}/examples/quickstart.lua)
+set_tests_properties(example.quickstart_lua54 PROPERTIES ENVIRONMENT "${AC_LUA_ENV}")
+add_test(NAME example.host_step COMMAND host_step)
+set_tests_properties(example.quickstart example.quickstart_lua54 example.host_step
+  PROPERTIES TIMEOUT 120 LABELS example)
+set_tests_properties(example.host_step PROPERTIES
+  PASS_REGULAR_EXPRESSION "loader ran 1 time")

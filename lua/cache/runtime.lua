@@ -1,0 +1,57 @@
+--- The cache runtime: coroutines on a libuv event loop.
+--
+--   local runtime = require "cache.runtime"
+--   runtime.run(fn, ...)      run fn in a coroutine, drive the loop until it
+--                             returns, give back its results (or raise its error)
+--   runtime.spawn(fn, ...)    run fn in a new coroutine; errors go to the hook
+--   runtime.sleep(seconds)    suspend the current coroutine
+--   runtime.now()             monotonic seconds (for measuring)
+--   runtime.event()           one-shot signal: ev:wait(), ev:set(...), ev:is_set()
+--   runtime.gather(fn, ...)   run functions concurrently, wait for all
+--   runtime.set_error_hook(function(err, traceback) end)   nil: print to stderr
+--   runtime.can_wait()        true inside a coroutine the runtime can suspend
+local core = require "cache.core"
+
+local rt = core.runtime
+local _M = {
+  run = rt.run,
+  spawn = rt.spawn,
+  sleep = rt.sleep,
+  now = rt.now,
+  event = rt.event,
+  set_error_hook = rt.set_error_hook,
+  can_wait = rt.can_wait,
+}
+
+local pack, unpack = table.pack, table.unpack
+
+--- Runs each function in its own coroutine and waits for all of them.
+-- Returns one packed table ({ n = , ... } of results) per function, in
+-- order; a function that raised gives { ok = false, err = message }.
+function _M.gather(...)
+  local fns = pack(...)
+  for i = 1, fns.n do
+    if type(fns[i]) ~= "function" then
+      error(("runtime.gather: argument #%d must be a function, got %s"):format(i, type(fns[i])), 2)
+    end
+  end
+  local results, left = {}, fns.n
+  if left == 0 then return results end
+  local done = rt.event()
+  for i = 1, fns.n do
+    rt.spawn(function()
+      local r = pack(pcall(fns[i]))
+      if r[1] then
+        results[i] = pack(unpack(r, 2, r.n))
+      else
+        results[i] = { ok = false, err = r[2], n = 0 }
+      end
+      left = left - 1
+      if left == 0 then done:set() end
+    end)
+  end
+  done:wait()
+  return results
+end
+
+return _M

@@ -1,0 +1,24 @@
+/* async-cache core: the umbrella header.
+ *
+ *   ac_error.h   error codes, ac_strerror
+ *   ac_alloc.h   the allocator hook
+ *   ac_clock.h   clocks used for TTL
+ *   ac_store.h   the bounded LRU/TTL store
+ *   ac_flight.h  single-flight load coalescing
+ *   ac_sched.h   the libuv loop and the ready queue */
+#ifndef AC_H
+#define AC_H
+
+#include "ac_alloc.h"
+#include "ac_clock.h"
+#include "ac_error.h"
+#include "ac_flight.h"
+#include "ac_sched.h"
+#include "ac_store.h"
+
+#define AC_VERSION_MAJOR 0
+#define AC_VERSION_MINOR 1
+#define AC_VERSION_PATCH 0
+#define AC_VERSION_STRING "0.1.0"
+
+#endif
