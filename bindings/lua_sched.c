@@ -350,14 +350,20 @@ static int l_spawn(lua_State *L) {
   return 1;
 }
 
+/* The results of fn called in place by runtime.run: the whole stack. */
+static int run_inline_done(lua_State *L, int status, lua_KContext ctx) {
+  (void)status, (void)ctx;
+  return lua_gettop(L);
+}
+
 static int l_run(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
   lsched *ls = lsched_get(L);
   if (task_of(ls, L) != NULL) {
     /* Already in a task (a script under acache, say): fn can simply run
      * here, it may wait like any task. */
-    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
-    return lua_gettop(L);
+    lua_callk(L, lua_gettop(L) - 1, LUA_MULTRET, 0, run_inline_done);
+    return run_inline_done(L, LUA_OK, 0);
   }
   if (ls->current != NULL || ls->in_pass || ls->in_run)
     return luaL_error(L,
