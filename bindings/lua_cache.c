@@ -258,7 +258,10 @@ static int get_miss(lua_State *L, lcache *c, const lkey *k, int loader,
                     double ttl) {
   ac_flight_t *f = ac_flights_find(c->flights, k->tag, k->p, k->len);
   if (f != NULL) return wait_flight(L, f);
-  if (loader == 0) return 0;
+  if (loader == 0) {
+    lua_pushnil(L);
+    return 1;
+  }
   lload *ld = calloc(1, sizeof *ld);
   if (ld == NULL || ac_flights_start(c->flights, k->tag, k->p, k->len, ld, &f) != 0) {
     free(ld);

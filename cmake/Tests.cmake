@@ -30,6 +30,18 @@ set(AC_LUA_ENV
   "LUA_PATH=${CMAKE_SOURCE_DIR}/lua/?.lua\;${CMAKE_SOURCE_DIR}/lua/?/init.lua\;${CMAKE_SOURCE_DIR}/spec/?.lua\;\;"
   "LUA_CPATH=${CMAKE_BINARY_DIR}/lua/?.so\;${CMAKE_BINARY_DIR}/bench/?.so\;\;")
 
+if(AC_SANITIZE)
+  # lua5.4 itself is not instrumented: the sanitizer runtimes must be loaded
+  # first for the instrumented cache.core module.
+  execute_process(COMMAND ${CMAKE_C_COMPILER} -print-file-name=libasan.so
+                  OUTPUT_VARIABLE AC_LIBASAN OUTPUT_STRIP_TRAILING_WHITESPACE)
+  execute_process(COMMAND ${CMAKE_C_COMPILER} -print-file-name=libubsan.so
+                  OUTPUT_VARIABLE AC_LIBUBSAN OUTPUT_STRIP_TRAILING_WHITESPACE)
+  list(APPEND AC_LUA_ENV "LD_PRELOAD=${AC_LIBASAN}:${AC_LIBUBSAN}"
+       "ASAN_OPTIONS=detect_leaks=1:abort_on_error=0"
+       "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1")
+endif()
+
 file(GLOB AC_SPECS ${CMAKE_SOURCE_DIR}/spec/*_spec.lua)
 foreach(spec ${AC_SPECS})
   get_filename_component(name ${spec} NAME_WE)
