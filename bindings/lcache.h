@@ -1,11 +1,76 @@
-/* The cache object of cache.core (internal). */
+/* The cache object of cache.core (internal).
+ *
+ * Shared by lua_cache.c (the "ac.cache" methods) and lua_memo.c (decorated
+ * functions, which keep their results in a cache under argument keys). */
 #ifndef AC_LCACHE_H
 #define AC_LCACHE_H
 
 #include <lua.h>
 
+#include "ac.h"
+#include "lsched.h"
+
+typedef struct lload lload;
+
+typedef struct lcache {
+  uint32_t magic;
+  int closed;
+  ac_store_t *store;
+  ac_flights_t *flights;
+  lsched *ls;
+  lua_State *L;        /* state the removal callback may use right now */
+  int values_ref;      /* registry: the values table */
+  double default_ttl;  /* 0: no expiry */
+  double load_timeout; /* +inf: none */
+  uint64_t loads, load_errors, load_timeouts;
+  uint32_t clear_gen;  /* bumped by clear(): loads started before store nothing */
+  uv_timer_t *sweeper;
+  lload *loads_open;   /* loads whose flight is still open */
+} lcache;
+
+/* How a load calls its function and hands out the outcome. */
+enum {
+  LOAD_GET = 1, /* fn(key); callers get v or nil, err (cache:get) */
+  LOAD_CALL     /* fn(args...); callers get every result, or the error raised
+                   again (decorated functions); results stored packed */
+};
+
+typedef struct {
+  int mode;
+  int tag;
+  const char *key;
+  size_t len;
+  int fn;          /* stack index of the function to call */
+  int first, last; /* its arguments: stack indices, first > last for none */
+  double ttl;      /* seconds, 0 for none */
+  int anchor;      /* LOAD_CALL: keep the arguments alive with the entry */
+} lload_spec;
+
+/* The cache at idx (raises unless it is an open cache); sets c->L = L. */
+lcache *lcache_check(lua_State *L, int idx);
+/* Handles a miss: joins the key's load in progress, or starts one.  The
+ * cache must be at stack index 1.  Returns what the calling C function
+ * returns (it may yield). */
+int lcache_miss(lua_State *L, lcache *c, const lload_spec *spec);
+/* Pushes the value in slot. */
+void lcache_push_value(lua_State *L, lcache *c, uint32_t slot);
+/* Stores the value at the top of the stack (popped) under a key, marking a
+ * load of the key in progress stale.  Raises on failure. */
+void lcache_store(lua_State *L, lcache *c, int tag, const char *key,
+                  size_t len, double ttl);
+/* Pushes the results of a LOAD_CALL from their packed table at idx;
+ * returns how many. */
+int lcache_unpack(lua_State *L, int idx);
+/* Packs the n values at the top (popped) into a table, pushed. */
+void lcache_pack(lua_State *L, int n);
+/* Marks a load in progress for the key, if any, stale: its result will not
+ * be stored. */
+void lcache_invalidate_load(lcache *c, int tag, const char *key, size_t len);
+
 /* Registers the "ac.cache" metatable and pushes the constructor
  * new_cache(maxsize, default_ttl, load_timeout). */
 void lcache_open(lua_State *L);
+/* Registers "ac.memo" and pushes memoize(cache, fn, skip_args). */
+void lmemo_open(lua_State *L);
 
 #endif

@@ -27,27 +27,10 @@
 #define SWEEP_INTERVAL_MS 1000
 #define SWEEP_MIN_CHECKS 1024u
 
-typedef struct lload lload;
-typedef struct lcache lcache;
-
-struct lcache {
-  uint32_t magic;
-  int closed;
-  ac_store_t *store;
-  ac_flights_t *flights;
-  lsched *ls;
-  lua_State *L;     /* state the removal callback may use right now */
-  int values_ref;   /* registry: the values table */
-  double default_ttl; /* 0: no expiry */
-  double load_timeout; /* +inf: none */
-  uint64_t loads, load_errors, load_timeouts;
-  uint32_t clear_gen; /* bumped by clear(): loads started before store nothing */
-  uv_timer_t *sweeper;
-  lload *loads_open; /* loads whose flight is still open */
-};
-
 struct lload {
   lcache *c;
+  int mode;      /* LOAD_GET or LOAD_CALL */
+  int anchor_ref; /* LOAD_CALL: the arguments, kept alive with the entry */
   ac_flight_t *flight; /* NULL once finished (done, timed out, cancelled) */
   lresult *result;     /* what waiters get, built when the flight finishes */
   uv_timer_t *timer;
@@ -60,10 +43,10 @@ struct lload {
 
 /* ---- helpers ----------------------------------------------------------- */
 
-static lcache *check_cache(lua_State *L) {
-  lcache *c = lua_touserdata(L, 1);
-  if (c == NULL || lua_rawlen(L, 1) != sizeof(lcache) || c->magic != CACHE_MAGIC)
-    c = luaL_checkudata(L, 1, CACHE_MT); /* raises the standard message */
+lcache *lcache_check(lua_State *L, int idx) {
+  lcache *c = lua_touserdata(L, idx);
+  if (c == NULL || lua_rawlen(L, idx) != sizeof(lcache) || c->magic != CACHE_MAGIC)
+    c = luaL_checkudata(L, idx, CACHE_MT); /* raises the standard message */
   if (c->closed) luaL_error(L, "the cache is closed");
   c->L = L;
   return c;
@@ -182,63 +165,132 @@ static void on_load_timeout(uv_timer_t *h) {
   close_flight(ld, AC_ETIMEDOUT);
 }
 
+void lcache_pack(lua_State *L, int n) {
+  /* {n, r1, ..., rn}: the count in the array part keeps unpacking to
+   * rawgeti calls only. */
+  int base = lua_gettop(L) - n;
+  lua_createtable(L, n + 1, 0);
+  lua_pushinteger(L, n);
+  lua_rawseti(L, -2, 1);
+  for (int i = 1; i <= n; i++) {
+    lua_pushvalue(L, base + i);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_replace(L, base + 1);
+  lua_settop(L, base + 1);
+}
+
+int lcache_unpack(lua_State *L, int idx) {
+  lua_rawgeti(L, idx, 1);
+  int n = (int)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  luaL_checkstack(L, n, "too many results");
+  for (int i = 1; i <= n; i++) lua_rawgeti(L, idx, i + 1);
+  return n;
+}
+
+void lcache_push_value(lua_State *L, lcache *c, uint32_t slot) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->values_ref);
+  lua_rawgeti(L, -1, slot);
+  lua_remove(L, -2);
+}
+
+/* Stores the value at the top (popped); returns 0 or an AC_E* code. */
+static int store_value(lua_State *L, lcache *c, int tag, const char *key,
+                       size_t len, double ttl) {
+  c->L = L;
+  int is_new;
+  int64_t slot = ac_store_set(c->store, tag, key, len, ttl, &is_new);
+  if (slot < 0) {
+    lua_pop(L, 1);
+    return (int)slot;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->values_ref);
+  lua_insert(L, -2);
+  lua_rawseti(L, -2, slot);
+  lua_pop(L, 1);
+  return 0;
+}
+
+void lcache_store(lua_State *L, lcache *c, int tag, const char *key,
+                  size_t len, double ttl) {
+  int rc = store_value(L, c, tag, key, len, ttl);
+  if (rc < 0) luaL_error(L, "cannot store the value: %s", ac_strerror(rc));
+  lcache_invalidate_load(c, tag, key, len);
+}
+
 /* The loader has finished on thread t (status st, nres values, or the error
- * object, on t->co).  Stores the value, wakes the waiters, frees ld.  When
- * push is set, leaves the caller's results on L and returns their count. */
+ * object, on t->co).  Stores the value, wakes the waiters, frees ld.  With
+ * push set, leaves the caller's results on L and returns their count
+ * (LOAD_CALL failure: leaves the error object and returns -1). */
 static int finish_load(lua_State *L, lload *ld, ltask *t, int st, int nres,
                        int push) {
   lcache *c = ld->c;
-  lsched *ls = c->ls;
   int base = lua_gettop(L);
   int failed = st != LUA_OK;
   if (failed) nres = 1;
-  luaL_checkstack(L, nres + 4, "too many results");
+  luaL_checkstack(L, nres + 6, "too many results");
   lua_xmove(t->co, L, nres);
-  lsched_release_loader(ls, t, st);
-  /* Results are now at base+1 .. base+nres; reduce them to v[, err]. */
+  lsched_release_loader(c->ls, t, st);
+  /* Reduce the results at base+1 .. to one value v (or v, err). */
   int v = base + 1, nout;
-  if (failed) {
+  int store = 0;
+  if (ld->mode == LOAD_CALL) {
+    if (!failed) {
+      lcache_pack(L, nres); /* v = {n, results...} */
+      if (ld->anchor_ref != LUA_NOREF) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, ld->anchor_ref);
+        lua_setfield(L, v, "args");
+      }
+      store = 1;
+    }
+    nout = 1; /* the packed results, or the error object */
+  } else if (failed) {
     lua_pushnil(L);
     lua_insert(L, v); /* nil, err */
     nout = 2;
-  } else if (nres == 0 || lua_isnil(L, v)) {
-    nout = (nres >= 2 && !lua_isnil(L, v + 1)) ? 2 : 1;
-    if (nres == 0) lua_pushnil(L);
-    failed = nout == 2; /* nil, err */
   } else {
-    nout = 1;
+    if (nres == 0) lua_pushnil(L);
+    nout = (nres >= 2 && lua_isnil(L, v) && !lua_isnil(L, v + 1)) ? 2 : 1;
+    failed = nout == 2; /* nil, err */
+    store = !lua_isnil(L, v);
   }
   lua_settop(L, base + nout);
   if (failed) c->load_errors++;
 
   if (ld->flight != NULL) {
-    c->L = L;
-    if (!failed && !lua_isnil(L, v) && !ld->stale && !c->closed &&
-        ld->clear_gen == c->clear_gen) {
+    if (store && !ld->stale && !c->closed && ld->clear_gen == c->clear_gen) {
       int tag;
       size_t len;
       const char *key = ac_flight_key(ld->flight, &tag, &len);
-      int is_new;
-      int64_t slot = ac_store_set(c->store, tag, key, len, ld->ttl, &is_new);
-      if (slot > 0) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, c->values_ref);
-        lua_pushvalue(L, v);
-        lua_rawseti(L, -2, slot);
-        lua_pop(L, 1);
-      }
+      lua_pushvalue(L, v);
+      store_value(L, c, tag, key, len, ld->ttl); /* failure: served, not kept */
     }
     uint32_t waiters = ac_flight_waiters(ld->flight);
     if (waiters > 0) {
+      int n = nout;
+      if (ld->mode == LOAD_CALL) { /* waiters get (ok, packed-or-error) */
+        lua_pushboolean(L, !failed);
+        n = 2;
+      }
       for (int i = 0; i < nout; i++) lua_pushvalue(L, v + i);
-      ld->result = lresult_from_stack(L, nout, (int)waiters);
+      ld->result = lresult_from_stack(L, n, (int)waiters);
     }
     close_flight(ld, failed ? AC_ELOAD : 0);
   }
   luaL_unref(L, LUA_REGISTRYINDEX, ld->cache_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, ld->anchor_ref);
+  int mode = ld->mode;
   free(ld);
-  if (push) return nout;
-  lua_settop(L, base);
-  return 0;
+  if (!push) {
+    lua_settop(L, base);
+    return 0;
+  }
+  if (mode == LOAD_CALL) {
+    if (failed) return -1;
+    return lcache_unpack(L, v); /* the packed table below them is dropped */
+  }
+  return nout;
 }
 
 /* A loader that went to the background has finished (runs in a pass). */
@@ -247,44 +299,70 @@ static void on_loader_done(ltask *t, int st, int nres) {
   finish_load(lsched_cbstate(t->ls), ld, t, st, nres, 0);
 }
 
-static int wait_flight(lua_State *L, ac_flight_t *f) {
-  ltask *t = lsched_park(L, "cache:get()");
+/* Resumed LOAD_CALL waiter: true, packed | false, err | nil, message. */
+static int call_resumed(lua_State *L, int status, lua_KContext base) {
+  (void)status;
+  int first = (int)base + 1;
+  if (lua_toboolean(L, first)) return lcache_unpack(L, first + 1);
+  lua_settop(L, first + 1);
+  return lua_error(L);
+}
+
+static int wait_flight(lua_State *L, ac_flight_t *f, int mode) {
+  ltask *t = lsched_park(L, mode == LOAD_CALL ? "a decorated function" : "cache:get()");
   t->w.cb = on_flight_waiter;
   ac_flight_join(f, &t->w);
+  if (mode == LOAD_CALL)
+    return lua_yieldk(L, 0, (lua_KContext)lua_gettop(L), call_resumed);
   return lsched_yield(L);
 }
 
-static int get_miss(lua_State *L, lcache *c, const lkey *k, int loader,
-                    double ttl) {
-  ac_flight_t *f = ac_flights_find(c->flights, k->tag, k->p, k->len);
-  if (f != NULL) return wait_flight(L, f);
-  if (loader == 0) {
+int lcache_miss(lua_State *L, lcache *c, const lload_spec *spec) {
+  ac_flight_t *f = ac_flights_find(c->flights, spec->tag, spec->key, spec->len);
+  if (f != NULL) return wait_flight(L, f, spec->mode);
+  if (spec->fn == 0) {
     lua_pushnil(L);
     return 1;
   }
   lload *ld = calloc(1, sizeof *ld);
-  if (ld == NULL || ac_flights_start(c->flights, k->tag, k->p, k->len, ld, &f) != 0) {
+  if (ld == NULL ||
+      ac_flights_start(c->flights, spec->tag, spec->key, spec->len, ld, &f) != 0) {
     free(ld);
     return luaL_error(L, "out of memory");
   }
   c->loads++;
   ld->c = c;
+  ld->mode = spec->mode;
   ld->flight = f;
-  ld->ttl = ttl;
+  ld->ttl = spec->ttl;
   ld->clear_gen = c->clear_gen;
   ld->cache_ref = LUA_NOREF;
+  ld->anchor_ref = LUA_NOREF;
   ld->next = c->loads_open;
   if (ld->next) ld->next->prev = ld;
   c->loads_open = ld;
 
+  int nargs = spec->last >= spec->first ? spec->last - spec->first + 1 : 0;
+  if (spec->anchor) {
+    lua_createtable(L, nargs, 0);
+    for (int i = 0; i < nargs; i++) {
+      lua_pushvalue(L, spec->first + i);
+      lua_rawseti(L, -2, i + 1);
+    }
+    ld->anchor_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
   ltask *t = lsched_loader(c->ls);
   t->done = on_loader_done;
   t->done_ud = ld;
-  lua_pushvalue(L, loader);
-  lua_pushvalue(L, 2);
-  lua_xmove(L, t->co, 2);
-  int nres, st = lsched_start_loader(c->ls, L, t, 1, &nres);
-  if (st != LUA_YIELD) return finish_load(L, ld, t, st, nres, 1);
+  luaL_checkstack(L, nargs + 1, "too many arguments");
+  lua_pushvalue(L, spec->fn);
+  for (int i = 0; i < nargs; i++) lua_pushvalue(L, spec->first + i);
+  lua_xmove(L, t->co, nargs + 1);
+  int nres, st = lsched_start_loader(c->ls, L, t, nargs, &nres);
+  if (st != LUA_YIELD) {
+    int n = finish_load(L, ld, t, st, nres, 1);
+    return n >= 0 ? n : lua_error(L);
+  }
 
   /* The loader waits for something: it goes on in the background. */
   lua_pushvalue(L, 1);
@@ -298,19 +376,18 @@ static int get_miss(lua_State *L, lcache *c, const lkey *k, int loader,
       uv_timer_start(ld->timer, on_load_timeout, ms > 9e15 ? (uint64_t)9e15 : (uint64_t)ms, 0);
     }
   }
-  return wait_flight(L, f);
+  return wait_flight(L, f, spec->mode);
 }
 
-/* Marks a load in progress for the key as stale (set/delete won the race). */
-static void invalidate_load(lcache *c, const lkey *k) {
-  ac_flight_t *f = ac_flights_find(c->flights, k->tag, k->p, k->len);
+void lcache_invalidate_load(lcache *c, int tag, const char *key, size_t len) {
+  ac_flight_t *f = ac_flights_find(c->flights, tag, key, len);
   if (f != NULL) ((lload *)ac_flight_data(f))->stale = 1;
 }
 
 /* ---- methods ------------------------------------------------------------- */
 
 static int cache_get(lua_State *L) {
-  lcache *c = check_cache(L);
+  lcache *c = lcache_check(L, 1);
   lkey k;
   lkey_get(L, 2, &k);
   double ttl;
@@ -319,13 +396,14 @@ static int cache_get(lua_State *L) {
   if (slot != 0) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, c->values_ref);
     lua_rawgeti(L, -1, slot);
-    return 1;
+    return 1; /* a hit: no yield, no allocation */
   }
-  return get_miss(L, c, &k, loader, ttl);
+  lload_spec spec = {LOAD_GET, k.tag, k.p, k.len, loader, 2, 2, ttl, 0};
+  return lcache_miss(L, c, &spec);
 }
 
 static int cache_set(lua_State *L) {
-  lcache *c = check_cache(L);
+  lcache *c = lcache_check(L, 1);
   lkey k;
   lkey_get(L, 2, &k);
   if (lua_isnoneornil(L, 3))
@@ -337,34 +415,29 @@ static int cache_set(lua_State *L) {
     if (lua_getfield(L, 4, "ttl") != LUA_TNIL) ttl = check_ttl(L, -1, "opts.ttl");
     lua_pop(L, 1);
   }
-  int is_new;
-  int64_t slot = ac_store_set(c->store, k.tag, k.p, k.len, ttl, &is_new);
-  if (slot < 0) return luaL_error(L, "cache:set(): %s", ac_strerror((int)slot));
-  invalidate_load(c, &k);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, c->values_ref);
   lua_pushvalue(L, 3);
-  lua_rawseti(L, -2, slot);
+  lcache_store(L, c, k.tag, k.p, k.len, ttl);
   return 0;
 }
 
 static int cache_delete(lua_State *L) {
-  lcache *c = check_cache(L);
+  lcache *c = lcache_check(L, 1);
   lkey k;
   lkey_get(L, 2, &k);
-  invalidate_load(c, &k);
+  lcache_invalidate_load(c, k.tag, k.p, k.len);
   lua_pushboolean(L, ac_store_delete(c->store, k.tag, k.p, k.len) == 0);
   return 1;
 }
 
 static int cache_clear(lua_State *L) {
-  lcache *c = check_cache(L);
+  lcache *c = lcache_check(L, 1);
   ac_store_clear(c->store);
   c->clear_gen++;
   return 0;
 }
 
 static int cache_contains(lua_State *L) {
-  lcache *c = check_cache(L);
+  lcache *c = lcache_check(L, 1);
   lkey k;
   lkey_get(L, 2, &k);
   lua_pushboolean(L, ac_store_peek(c->store, k.tag, k.p, k.len) != 0);
@@ -382,7 +455,7 @@ static void set_count(lua_State *L, const char *name, uint64_t v) {
 }
 
 static int cache_metrics(lua_State *L) {
-  lcache *c = check_cache(L);
+  lcache *c = lcache_check(L, 1);
   ac_store_stats_t st;
   ac_store_stats(c->store, &st);
   lua_createtable(L, 0, 12);

@@ -2,6 +2,8 @@
  *
  *   core.new_cache(maxsize, default_ttl, load_timeout) -> ac.cache
  *   core.cache_methods   the method table of ac.cache (cache.lua extends it)
+ *   core.memoize(cache, fn, skip_args) -> ac.memo (decorated function)
+ *   core.is_memo(x), core.memo_methods
  *   core.runtime         run, spawn, sleep, now, event, set_error_hook
  *   core.version */
 #include <lauxlib.h>
@@ -21,6 +23,13 @@ int luaopen_cache_core(lua_State *L) {
   luaL_getmetatable(L, "ac.cache");
   lua_getfield(L, -1, "methods");
   lua_setfield(L, -3, "cache_methods");
+  lua_pop(L, 1);
+  lmemo_open(L);
+  lua_setfield(L, -3, "is_memo");
+  lua_setfield(L, -2, "memoize");
+  luaL_getmetatable(L, "ac.memo");
+  lua_getfield(L, -1, "methods");
+  lua_setfield(L, -3, "memo_methods");
   lua_pop(L, 1);
   luaopen_cache_runtime_core(L);
   lua_setfield(L, -2, "runtime");

@@ -1,0 +1,204 @@
+/* Decorated functions ("ac.memo"): a function whose results are cached by
+ * its arguments.
+ *
+ * The object is a userdata whose user values are its cache (1) and the
+ * wrapped function (2).  Calling it encodes the arguments after skip_args
+ * into a canonical key (largs.h) under the LKEY_ARGS tag, and either
+ * returns the cached results or goes through the cache's single-flight load
+ * in LOAD_CALL mode: the function runs once for concurrent equal calls, all
+ * its results are kept, and an error it raises is raised again to every
+ * caller.  Everything on the hit path is C: no Lua frame, no string built
+ * for the key. */
+#include <lauxlib.h>
+#include <string.h>
+
+#include "largs.h"
+#include "lcache.h"
+#include "lkey.h"
+
+#define MEMO_MT "ac.memo"
+#define MEMO_MAGIC 0x4143454Du /* "ACEM" */
+
+typedef struct {
+  uint32_t magic;
+  int skip;
+} lmemo;
+
+static lmemo *check_memo(lua_State *L) {
+  lmemo *m = lua_touserdata(L, 1);
+  if (m == NULL || lua_rawlen(L, 1) != sizeof(lmemo) || m->magic != MEMO_MAGIC)
+    m = luaL_checkudata(L, 1, MEMO_MT);
+  return m;
+}
+
+/* Replaces the memo at index 1 by its cache; returns the cache. */
+static lcache *memo_cache(lua_State *L) {
+  lua_getiuservalue(L, 1, 1);
+  lua_replace(L, 1);
+  return lcache_check(L, 1);
+}
+
+/* The key of a call whose arguments are at 2..top (the function is kept at
+ * top+1, the key buffer at top+2). */
+static void memo_key(lua_State *L, lmemo *m, int top, largs *k) {
+  largs_init(L, k);
+  largs_encode(k, 2 + m->skip, top);
+}
+
+static int memo_call(lua_State *L) {
+  lmemo *m = check_memo(L);
+  int top = lua_gettop(L);
+  lua_getiuservalue(L, 1, 2); /* fn at top+1 */
+  lcache *c = memo_cache(L);
+  largs k;
+  memo_key(L, m, top, &k);
+  uint32_t slot = ac_store_get(c->store, LKEY_ARGS, k.p, k.n);
+  if (slot != 0) {
+    lcache_push_value(L, c, slot);
+    return lcache_unpack(L, lua_gettop(L));
+  }
+  lload_spec spec = {LOAD_CALL, LKEY_ARGS, k.p, k.n, top + 1, 2, top,
+                     c->default_ttl, k.identity};
+  return lcache_miss(L, c, &spec);
+}
+
+/* memo:invalidate_cache(...): drops the entry of a call with these
+ * arguments; returns whether there was one. */
+static int memo_invalidate(lua_State *L) {
+  lmemo *m = check_memo(L);
+  int top = lua_gettop(L);
+  lcache *c = memo_cache(L);
+  largs k;
+  memo_key(L, m, top, &k);
+  lcache_invalidate_load(c, LKEY_ARGS, k.p, k.n);
+  lua_pushboolean(L, ac_store_delete(c->store, LKEY_ARGS, k.p, k.n) == 0);
+  return 1;
+}
+
+/* After fn(...) returned in memo:bypass(): store and return its results. */
+static int bypass_done(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  int top = (int)ctx; /* arguments at 2..top, fn copy consumed by the call */
+  lmemo *m = lua_touserdata(L, 1);
+  int nres = lua_gettop(L) - top;
+  int skip = m->skip;
+  lua_getiuservalue(L, 1, 1);
+  lcache *c = lcache_check(L, -1);
+  lua_pop(L, 1);
+  /* Pack a copy of the results, keep the originals to return. */
+  for (int i = 1; i <= nres; i++) lua_pushvalue(L, top + i);
+  lcache_pack(L, nres);
+  int packed = lua_gettop(L);
+  largs k;
+  largs_init(L, &k);
+  largs_encode(&k, 2 + skip, top);
+  if (k.identity) {
+    lua_createtable(L, top - 1, 0);
+    for (int i = 2; i <= top; i++) {
+      lua_pushvalue(L, i);
+      lua_rawseti(L, -2, i - 1);
+    }
+    lua_setfield(L, packed, "args");
+  }
+  lua_pushvalue(L, packed);
+  lcache_store(L, c, LKEY_ARGS, k.p, k.n, c->default_ttl);
+  lua_settop(L, top + nres);
+  return nres;
+}
+
+/* memo:bypass(...): calls the function without looking at the cache (the
+ * seed's use_cache=False) and refreshes the entry with its results. */
+static int memo_bypass(lua_State *L) {
+  check_memo(L);
+  int top = lua_gettop(L);
+  lua_getiuservalue(L, 1, 2);
+  for (int i = 2; i <= top; i++) lua_pushvalue(L, i);
+  lua_callk(L, top - 1, LUA_MULTRET, (lua_KContext)top, bypass_done);
+  return bypass_done(L, LUA_OK, (lua_KContext)top);
+}
+
+static int memo_cache_clear(lua_State *L) {
+  check_memo(L);
+  memo_cache(L);
+  lua_getfield(L, 1, "clear");
+  lua_pushvalue(L, 1);
+  lua_call(L, 1, 0);
+  return 0;
+}
+
+static int memo_metrics(lua_State *L) {
+  check_memo(L);
+  memo_cache(L);
+  lua_getfield(L, 1, "get_metrics");
+  lua_pushvalue(L, 1);
+  lua_call(L, 1, 1);
+  return 1;
+}
+
+/* memo:cache(): the AsyncCache behind the decorated function. */
+static int memo_get_cache(lua_State *L) {
+  check_memo(L);
+  lua_getiuservalue(L, 1, 1);
+  return 1;
+}
+
+/* memo:func(): the wrapped function. */
+static int memo_func(lua_State *L) {
+  check_memo(L);
+  lua_getiuservalue(L, 1, 2);
+  return 1;
+}
+
+static int memo_tostring(lua_State *L) {
+  lua_pushfstring(L, "decorated function: %p", lua_touserdata(L, 1));
+  return 1;
+}
+
+/* memoize(cache, fn, skip_args) */
+static int memoize(lua_State *L) {
+  lcache_check(L, 1);
+  luaL_checkany(L, 2);
+  lua_Integer skip = luaL_checkinteger(L, 3);
+  luaL_argcheck(L, skip >= 0 && skip < 250, 3, "skip_args out of range");
+  lmemo *m = lua_newuserdatauv(L, sizeof *m, 2);
+  m->magic = MEMO_MAGIC;
+  m->skip = (int)skip;
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, -2, 1);
+  lua_pushvalue(L, 2);
+  lua_setiuservalue(L, -2, 2);
+  luaL_setmetatable(L, MEMO_MT);
+  return 1;
+}
+
+/* is_memo(x): is x a decorated function? */
+static int is_memo(lua_State *L) {
+  lua_pushboolean(L, luaL_testudata(L, 1, MEMO_MT) != NULL);
+  return 1;
+}
+
+void lmemo_open(lua_State *L) {
+  static const luaL_Reg methods[] = {
+      {"invalidate_cache", memo_invalidate},
+      {"bypass", memo_bypass},
+      {"cache_clear", memo_cache_clear},
+      {"get_metrics", memo_metrics},
+      {"cache", memo_get_cache},
+      {"func", memo_func},
+      {NULL, NULL}};
+  if (luaL_newmetatable(L, MEMO_MT)) {
+    luaL_newlib(L, methods);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "methods");
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, memo_call);
+    lua_setfield(L, -2, "__call");
+    lua_pushcfunction(L, memo_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushliteral(L, "decorated function");
+    lua_setfield(L, -2, "__name");
+  }
+  lua_pop(L, 1);
+  lua_pushcfunction(L, memoize);
+  lua_pushcfunction(L, is_memo);
+}

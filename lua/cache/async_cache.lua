@@ -1,0 +1,114 @@
+--- AsyncCache: the cache object and its options.
+--
+--   local c = require("cache").AsyncCache{ maxsize = 1000, default_ttl = 300 }
+--   local v, err = c:get(key, loader)      -- or c:get(key, { loader = f, ttl = 60 })
+--   c:set(key, value, { ttl = 60 }); c:delete(key); c:clear()
+--   c:warmup{ ["hot:key"] = function() return preload() end }
+--   c:get_metrics()   --> { hits =, misses =, size =, hit_rate =, ... }
+--
+-- The cache object and its hot methods (get, set, delete, clear, contains,
+-- get_metrics, close) are C (cache.core); option checking and the methods
+-- built from them live here.
+local core = require "cache.core"
+local runtime = require "cache.runtime"
+
+local type, pairs, error, tostring = type, pairs, error, tostring
+local huge = math.huge
+
+local DEFAULT_MAXSIZE = 128
+local DEFAULT_LOAD_TIMEOUT = 30 -- seconds; no caller waits forever by default
+
+local _M = {}
+
+local methods = core.cache_methods
+
+local function check_positive(opts, name, level)
+  local v = opts[name]
+  if v ~= nil and (type(v) ~= "number" or not (v > 0)) then
+    error(("opts.%s must be a positive number, got %s"):format(name, tostring(v)), level + 1)
+  end
+  return v
+end
+
+local ASYNC_CACHE_OPTIONS = { maxsize = true, default_ttl = true, load_timeout = true,
+                              remote_cache = true, backup = true }
+
+--- Checks the options of a cache; errors are raised at the given stack
+-- level (2: the caller of check).  Returns the arguments of core.new_cache.
+-- opts.maxsize       entries kept before the least recently used is evicted (128)
+-- opts.default_ttl   seconds an entry lives unless set/get says otherwise (nil: forever)
+-- opts.load_timeout  seconds callers wait for a loader before getting
+--                    nil, "load timed out ..." (30; math.huge: no limit)
+function _M.check(opts, level)
+  level = (level or 2) + 1
+  if opts == nil then opts = {} end
+  if type(opts) ~= "table" then
+    error("cache.AsyncCache: opts must be a table, got " .. type(opts), level)
+  end
+  for k in pairs(opts) do
+    if not ASYNC_CACHE_OPTIONS[k] then
+      error(("cache.AsyncCache: unknown option '%s'"):format(tostring(k)), level)
+    end
+  end
+  for _, name in ipairs{ "remote_cache", "backup" } do
+    if opts[name] ~= nil then
+      error(("opts.%s is not supported yet: no backend exists in this version"):format(name), level)
+    end
+  end
+  local maxsize = opts.maxsize
+  if maxsize == nil then
+    maxsize = DEFAULT_MAXSIZE
+  elseif type(maxsize) ~= "number" or maxsize ~= math.floor(maxsize) then
+    error("opts.maxsize must be a positive integer, got " .. tostring(maxsize), level)
+  elseif maxsize < 1 or maxsize > 0x7fffffff then
+    error("opts.maxsize must be between 1 and 2147483647, got " .. tostring(maxsize), level)
+  end
+  local default_ttl = check_positive(opts, "default_ttl", level)
+  local load_timeout = check_positive(opts, "load_timeout", level) or DEFAULT_LOAD_TIMEOUT
+  return math.tointeger(maxsize), default_ttl or huge, load_timeout
+end
+
+--- Creates a cache (errors in opts raised at level, as check does).
+function _M.new(opts, level)
+  return core.new_cache(_M.check(opts, (level or 2) + 1))
+end
+
+--- Loads many keys concurrently: { [key] = loader, ... }.  Keys already in
+-- the cache are not reloaded.  Returns how many keys were loaded, and a
+-- table { [key] = err } of the loads that failed (nil when none did).
+function methods:warmup(loaders)
+  if type(loaders) ~= "table" then
+    error("cache:warmup(): loaders must be a table of key = loader, got " .. type(loaders), 2)
+  end
+  local fns, keys = {}, {}
+  for key, loader in pairs(loaders) do
+    if type(loader) ~= "function" then
+      error(("cache:warmup(): the loader for key %s must be a function, got %s"):format(
+        tostring(key), type(loader)), 2)
+    end
+    if not self:contains(key) then
+      keys[#keys + 1] = key
+      fns[#fns + 1] = function() return self:get(key, loader) end
+    end
+  end
+  if #fns == 0 then return 0, nil end
+  if not runtime.can_wait() then
+    error("cache:warmup() must wait for its loads, which needs a coroutine run by the cache runtime: "
+      .. "call it inside runtime.run(fn) or runtime.spawn(fn), or run the script with acache", 2)
+  end
+  local results = runtime.gather(table.unpack(fns))
+  local loaded, errors = 0, nil
+  for i, r in ipairs(results) do
+    local value, err = r[1], r[2]
+    if r.ok == false then err, value = r.err, nil end
+    if value ~= nil then
+      loaded = loaded + 1
+    elseif err ~= nil then
+      errors = errors or {}
+      errors[keys[i]] = err
+    end
+  end
+  return loaded, errors
+end
+
+return _M

@@ -1,0 +1,94 @@
+--- Decorators: cache a function's results by its arguments.
+--
+--   local get_user = cache.AsyncLRU{ maxsize = 128 }(function(id) ... end)
+--   local get_sess = cache.AsyncTTL{ time_to_live = 60, skip_args = 1 }(method)
+--
+-- The result is a callable object that behaves like the function: same
+-- arguments, all of its results, and its errors raised again.  Concurrent
+-- calls with equal arguments run the function once.  Arguments are keyed by
+-- value (strings, numbers with 1 == 1.0, booleans, nil, tables by contents)
+-- or, for functions, userdata and threads, by identity.
+--
+-- Methods: f:invalidate_cache(...), f:cache_clear(), f:get_metrics(),
+-- f:bypass(...) (call and refresh the entry), f:cache(), f:func().
+local core = require "cache.core"
+local async_cache = require "cache.async_cache"
+
+local type, pairs, error, tostring = type, pairs, error, tostring
+local math_type = math.type
+
+local _M = {}
+
+local function callable(f)
+  if type(f) == "function" then return true end
+  local mt = getmetatable(f)
+  return type(mt) == "table" and mt.__call ~= nil
+end
+
+local function check_options(who, opts, allowed)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then
+    error(("%s: opts must be a table, got %s"):format(who, type(opts)), 3)
+  end
+  for k in pairs(opts) do
+    if not allowed[k] then
+      error(("%s: unknown option '%s'"):format(who, tostring(k)), 3)
+    end
+  end
+  local skip = opts.skip_args
+  if skip ~= nil and (math_type(skip) ~= "integer" or skip < 0) then
+    error("opts.skip_args must be a non-negative integer, got " .. tostring(skip), 3)
+  end
+  return opts
+end
+
+-- Checks the cache options now (errors point at the AsyncLRU{...} call);
+-- each decorated function then gets a cache of its own.
+local function decorator(who, cache_opts, skip)
+  local maxsize, ttl, timeout = async_cache.check(cache_opts, 3)
+  return function(fn)
+    if not callable(fn) then
+      error(("%s: the decorated value must be a function, got %s"):format(who, type(fn)), 2)
+    end
+    local m = core.memoize(core.new_cache(maxsize, ttl, timeout), fn, skip or 0)
+    return m
+  end
+end
+
+local LRU_OPTIONS = { maxsize = true, skip_args = true, remote_cache = true,
+                      backup = true, load_timeout = true }
+
+--- cache.AsyncLRU{ maxsize = 128, skip_args = 0 }(fn)
+function _M.AsyncLRU(opts)
+  opts = check_options("cache.AsyncLRU", opts, LRU_OPTIONS)
+  return decorator("cache.AsyncLRU", {
+    maxsize = opts.maxsize or 128,
+    load_timeout = opts.load_timeout or math.huge,
+    remote_cache = opts.remote_cache,
+    backup = opts.backup,
+  }, opts.skip_args)
+end
+
+local TTL_OPTIONS = { time_to_live = true, maxsize = true, skip_args = true,
+                      remote_cache = true, backup = true, load_timeout = true }
+
+--- cache.AsyncTTL{ time_to_live = 60, maxsize = 1024, skip_args = 0 }(fn)
+-- time_to_live = nil: entries never expire.
+function _M.AsyncTTL(opts)
+  opts = check_options("cache.AsyncTTL", opts, TTL_OPTIONS)
+  local ttl = opts.time_to_live
+  if ttl ~= nil and (type(ttl) ~= "number" or not (ttl > 0)) then
+    error("opts.time_to_live must be a positive number of seconds or nil, got " .. tostring(ttl), 2)
+  end
+  return decorator("cache.AsyncTTL", {
+    maxsize = opts.maxsize or 1024,
+    default_ttl = ttl,
+    load_timeout = opts.load_timeout or math.huge,
+    remote_cache = opts.remote_cache,
+    backup = opts.backup,
+  }, opts.skip_args)
+end
+
+_M.is_decorated = core.is_memo
+
+return _M
