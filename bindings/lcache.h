@@ -11,6 +11,7 @@
 #include "lsched.h"
 
 typedef struct lload lload;
+typedef struct lbatch lbatch;
 
 typedef struct lcache {
   uint32_t magic;
@@ -27,6 +28,24 @@ typedef struct lcache {
   uv_timer_t *sweeper;
   lload *loads_open;   /* loads whose flight is still open */
 } lcache;
+
+/* A load in progress: one key's flight plus what finishing it needs.
+ * Owned by whoever runs the load (a loader task, or a batch); freed when
+ * the load finishes, even after its flight was closed early (timeout,
+ * close). */
+struct lload {
+  lcache *c;
+  int mode;      /* LOAD_GET or LOAD_CALL */
+  int anchor_ref; /* LOAD_CALL: the arguments, kept alive with the entry */
+  ac_flight_t *flight; /* NULL once finished (done, timed out, cancelled) */
+  lresult *result;     /* what waiters get, built when the flight finishes */
+  uv_timer_t *timer;
+  double ttl;
+  uint32_t clear_gen;
+  int stale;     /* set()/delete() of the key while loading: do not store */
+  int cache_ref; /* anchors the cache while the loader runs in background */
+  lload *prev, *next;
+};
 
 /* How a load calls its function and hands out the outcome. */
 enum {
@@ -66,6 +85,12 @@ void lcache_pack(lua_State *L, int n);
 /* Marks a load in progress for the key, if any, stale: its result will not
  * be stored. */
 void lcache_invalidate_load(lcache *c, int tag, const char *key, size_t len);
+
+/* Closes the flight of a load: waiters get its result, or an error made
+ * from status (AC_ETIMEDOUT, AC_ECANCELED) when there is none. */
+void lload_close_flight(lload *ld, int status);
+/* A malloc'd uv handle's close callback: frees it. */
+void lcache_free_handle(uv_handle_t *h);
 
 /* Registers the "ac.cache" metatable and pushes the constructor
  * new_cache(maxsize, default_ttl, load_timeout). */

@@ -1,0 +1,294 @@
+/* Loads: single-flight misses (see lcache.h).
+ *
+ * A miss with a function opens a flight and runs the function in a pooled
+ * loader thread of its own:
+ *   - it returns without yielding: the value is stored and returned at
+ *     once, the caller never yields;
+ *   - it yields (I/O, sleep): it carries on as a background task, the caller
+ *     joins the flight like every later caller, and all of them are woken
+ *     with the one result.  A timer bounds the wait (load_timeout); a result
+ *     arriving after it is dropped.
+ * A background load anchors its cache, so the cache cannot be collected
+ * while its loader still runs.  A load's result is stored only if nothing
+ * wrote the key meanwhile (set, delete, invalidate: `stale`; clear:
+ * clear_gen). */
+#include <lauxlib.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lcache.h"
+
+
+void lcache_free_handle(uv_handle_t *h) { free(h); }
+
+static void stop_timer(lload *ld) {
+  if (ld->timer == NULL) return;
+  uv_timer_stop(ld->timer);
+  uv_close((uv_handle_t *)ld->timer, lcache_free_handle);
+  ld->timer = NULL;
+}
+
+static void unlink_load(lload *ld) {
+  lcache *c = ld->c;
+  if (ld->prev) ld->prev->next = ld->next; else c->loads_open = ld->next;
+  if (ld->next) ld->next->prev = ld->prev;
+  ld->prev = ld->next = NULL;
+}
+
+/* Closes the flight of ld: every waiter is woken with ld->result (or an
+ * error built from status when there is none). */
+void lload_close_flight(lload *ld, int status) {
+  ac_flight_t *f = ld->flight;
+  ld->flight = NULL;
+  unlink_load(ld);
+  stop_timer(ld);
+  if (ld->result == NULL && ac_flight_waiters(f) > 0) {
+    ld->result = lresult_new((int)ac_flight_waiters(f));
+    if (ld->result != NULL) {
+      if (status == AC_ETIMEDOUT)
+        snprintf(ld->result->cerr, sizeof ld->result->cerr,
+                 "load timed out after %g seconds", ld->c->load_timeout);
+      else if (status == AC_ECANCELED)
+        snprintf(ld->result->cerr, sizeof ld->result->cerr,
+                 "the cache was closed while loading");
+      else
+        snprintf(ld->result->cerr, sizeof ld->result->cerr, "load failed: %s",
+                 ac_strerror(status));
+    }
+  }
+  ac_flight_finish(f, status);
+}
+
+static void on_flight_waiter(ac_waiter_t *w, ac_flight_t *f, int status) {
+  lload *ld = ac_flight_data(f);
+  (void)status;
+  lsched_wake(w->data, ld->result);
+}
+
+static void on_load_timeout(uv_timer_t *h) {
+  lload *ld = h->data;
+  ld->c->load_timeouts++;
+  lload_close_flight(ld, AC_ETIMEDOUT);
+}
+
+void lcache_pack(lua_State *L, int n) {
+  /* {n, r1, ..., rn}: the count in the array part keeps unpacking to
+   * rawgeti calls only. */
+  int base = lua_gettop(L) - n;
+  lua_createtable(L, n + 1, 0);
+  lua_pushinteger(L, n);
+  lua_rawseti(L, -2, 1);
+  for (int i = 1; i <= n; i++) {
+    lua_pushvalue(L, base + i);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_replace(L, base + 1);
+  lua_settop(L, base + 1);
+}
+
+int lcache_unpack(lua_State *L, int idx) {
+  lua_rawgeti(L, idx, 1);
+  int n = (int)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  luaL_checkstack(L, n, "too many results");
+  for (int i = 1; i <= n; i++) lua_rawgeti(L, idx, i + 1);
+  return n;
+}
+
+void lcache_push_value(lua_State *L, lcache *c, uint32_t slot) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->values_ref);
+  lua_rawgeti(L, -1, slot);
+  lua_remove(L, -2);
+}
+
+/* Stores the value at the top (popped); returns 0 or an AC_E* code. */
+static int store_value(lua_State *L, lcache *c, int tag, const char *key,
+                       size_t len, double ttl) {
+  c->L = L;
+  int is_new;
+  int64_t slot = ac_store_set(c->store, tag, key, len, ttl, &is_new);
+  if (slot < 0) {
+    lua_pop(L, 1);
+    return (int)slot;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->values_ref);
+  lua_insert(L, -2);
+  lua_rawseti(L, -2, slot);
+  lua_pop(L, 1);
+  return 0;
+}
+
+void lcache_store(lua_State *L, lcache *c, int tag, const char *key,
+                  size_t len, double ttl) {
+  int rc = store_value(L, c, tag, key, len, ttl);
+  if (rc < 0) luaL_error(L, "cannot store the value: %s", ac_strerror(rc));
+  lcache_invalidate_load(c, tag, key, len);
+}
+
+/* The loader has finished on thread t (status st, nres values, or the error
+ * object, on t->co).  Stores the value, wakes the waiters, frees ld.  With
+ * push set, leaves the caller's results on L and returns their count
+ * (LOAD_CALL failure: leaves the error object and returns -1). */
+static int finish_load(lua_State *L, lload *ld, ltask *t, int st, int nres,
+                       int push) {
+  lcache *c = ld->c;
+  int base = lua_gettop(L);
+  int failed = st != LUA_OK;
+  if (failed) nres = 1;
+  luaL_checkstack(L, nres + 6, "too many results");
+  lua_xmove(t->co, L, nres);
+  lsched_release_loader(c->ls, t, st);
+  /* Reduce the results at base+1 .. to one value v (or v, err). */
+  int v = base + 1, nout;
+  int store = 0;
+  if (ld->mode == LOAD_CALL) {
+    if (!failed) {
+      lcache_pack(L, nres); /* v = {n, results...} */
+      if (ld->anchor_ref != LUA_NOREF) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, ld->anchor_ref);
+        lua_setfield(L, v, "args");
+      }
+      store = 1;
+    }
+    nout = 1; /* the packed results, or the error object */
+  } else if (failed) {
+    lua_pushnil(L);
+    lua_insert(L, v); /* nil, err */
+    nout = 2;
+  } else {
+    if (nres == 0) lua_pushnil(L);
+    nout = (nres >= 2 && lua_isnil(L, v) && !lua_isnil(L, v + 1)) ? 2 : 1;
+    failed = nout == 2; /* nil, err */
+    store = !lua_isnil(L, v);
+  }
+  lua_settop(L, base + nout);
+  if (failed) c->load_errors++;
+
+  if (ld->flight != NULL) {
+    if (store && !ld->stale && !c->closed && ld->clear_gen == c->clear_gen) {
+      int tag;
+      size_t len;
+      const char *key = ac_flight_key(ld->flight, &tag, &len);
+      lua_pushvalue(L, v);
+      store_value(L, c, tag, key, len, ld->ttl); /* failure: served, not kept */
+    }
+    uint32_t waiters = ac_flight_waiters(ld->flight);
+    if (waiters > 0) {
+      int n = nout;
+      if (ld->mode == LOAD_CALL) { /* waiters get (ok, packed-or-error) */
+        lua_pushboolean(L, !failed);
+        n = 2;
+      }
+      for (int i = 0; i < nout; i++) lua_pushvalue(L, v + i);
+      ld->result = lresult_from_stack(L, n, (int)waiters);
+    }
+    lload_close_flight(ld, failed ? AC_ELOAD : 0);
+  }
+  luaL_unref(L, LUA_REGISTRYINDEX, ld->cache_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, ld->anchor_ref);
+  int mode = ld->mode;
+  free(ld);
+  if (!push) {
+    lua_settop(L, base);
+    return 0;
+  }
+  if (mode == LOAD_CALL) {
+    if (failed) return -1;
+    return lcache_unpack(L, v); /* the packed table below them is dropped */
+  }
+  return nout;
+}
+
+/* A loader that went to the background has finished (runs in a pass). */
+static void on_loader_done(ltask *t, int st, int nres) {
+  lload *ld = t->done_ud;
+  finish_load(lsched_cbstate(t->ls), ld, t, st, nres, 0);
+}
+
+/* Resumed LOAD_CALL waiter: true, packed | false, err | nil, message. */
+static int call_resumed(lua_State *L, int status, lua_KContext base) {
+  (void)status;
+  int first = (int)base + 1;
+  if (lua_toboolean(L, first)) return lcache_unpack(L, first + 1);
+  lua_settop(L, first + 1);
+  return lua_error(L);
+}
+
+static int wait_flight(lua_State *L, ac_flight_t *f, int mode) {
+  ltask *t = lsched_park(L, mode == LOAD_CALL ? "a decorated function" : "cache:get()");
+  t->w.cb = on_flight_waiter;
+  ac_flight_join(f, &t->w);
+  if (mode == LOAD_CALL)
+    return lua_yieldk(L, 0, (lua_KContext)lua_gettop(L), call_resumed);
+  return lsched_yield(L);
+}
+
+int lcache_miss(lua_State *L, lcache *c, const lload_spec *spec) {
+  ac_flight_t *f = ac_flights_find(c->flights, spec->tag, spec->key, spec->len);
+  if (f != NULL) return wait_flight(L, f, spec->mode);
+  if (spec->fn == 0) {
+    lua_pushnil(L);
+    return 1;
+  }
+  lload *ld = calloc(1, sizeof *ld);
+  if (ld == NULL ||
+      ac_flights_start(c->flights, spec->tag, spec->key, spec->len, ld, &f) != 0) {
+    free(ld);
+    return luaL_error(L, "out of memory");
+  }
+  c->loads++;
+  ld->c = c;
+  ld->mode = spec->mode;
+  ld->flight = f;
+  ld->ttl = spec->ttl;
+  ld->clear_gen = c->clear_gen;
+  ld->cache_ref = LUA_NOREF;
+  ld->anchor_ref = LUA_NOREF;
+  ld->next = c->loads_open;
+  if (ld->next) ld->next->prev = ld;
+  c->loads_open = ld;
+
+  int nargs = spec->last >= spec->first ? spec->last - spec->first + 1 : 0;
+  if (spec->anchor) {
+    lua_createtable(L, nargs, 0);
+    for (int i = 0; i < nargs; i++) {
+      lua_pushvalue(L, spec->first + i);
+      lua_rawseti(L, -2, i + 1);
+    }
+    ld->anchor_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  ltask *t = lsched_loader(c->ls);
+  t->done = on_loader_done;
+  t->done_ud = ld;
+  luaL_checkstack(L, nargs + 1, "too many arguments");
+  lua_pushvalue(L, spec->fn);
+  for (int i = 0; i < nargs; i++) lua_pushvalue(L, spec->first + i);
+  lua_xmove(L, t->co, nargs + 1);
+  int nres, st = lsched_start_loader(c->ls, L, t, nargs, &nres);
+  if (st != LUA_YIELD) {
+    int n = finish_load(L, ld, t, st, nres, 1);
+    return n >= 0 ? n : lua_error(L);
+  }
+
+  /* The loader waits for something: it goes on in the background. */
+  lua_pushvalue(L, 1);
+  ld->cache_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  if (!isinf(c->load_timeout) && ld->flight != NULL) {
+    ld->timer = malloc(sizeof *ld->timer);
+    if (ld->timer != NULL) {
+      uv_timer_init(lsched_loop(c->ls), ld->timer);
+      ld->timer->data = ld;
+      double ms = ceil(c->load_timeout * 1000.0);
+      uv_timer_start(ld->timer, on_load_timeout, ms > 9e15 ? (uint64_t)9e15 : (uint64_t)ms, 0);
+    }
+  }
+  return wait_flight(L, f, spec->mode);
+}
+
+void lcache_invalidate_load(lcache *c, int tag, const char *key, size_t len) {
+  ac_flight_t *f = ac_flights_find(c->flights, tag, key, len);
+  if (f != NULL) ((lload *)ac_flight_data(f))->stale = 1;
+}
+
