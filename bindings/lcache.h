@@ -27,6 +27,12 @@ typedef struct lcache {
   uint32_t clear_gen;  /* bumped by clear(): loads started before store nothing */
   uv_timer_t *sweeper;
   lload *loads_open;   /* loads whose flight is still open */
+  /* batching (lua_batch.c) */
+  int batch_fn_ref;    /* the default batch loader, or LUA_NOREF */
+  double batch_window_ms;
+  int max_batch_size;
+  lbatch *batches_open; /* batches still collecting keys */
+  uint64_t batches, batched_keys;
 } lcache;
 
 /* A load in progress: one key's flight plus what finishing it needs.
@@ -45,6 +51,7 @@ struct lload {
   int stale;     /* set()/delete() of the key while loading: do not store */
   int cache_ref; /* anchors the cache while the loader runs in background */
   lload *prev, *next;
+  lbatch *batch; /* the batch the key belongs to, or NULL */
 };
 
 /* How a load calls its function and hands out the outcome. */
@@ -63,6 +70,7 @@ typedef struct {
   int first, last; /* its arguments: stack indices, first > last for none */
   double ttl;      /* seconds, 0 for none */
   int anchor;      /* LOAD_CALL: keep the arguments alive with the entry */
+  int batch_fn;    /* LOAD_GET without fn: stack index of a batch loader */
 } lload_spec;
 
 /* The cache at idx (raises unless it is an open cache); sets c->L = L. */
@@ -85,6 +93,30 @@ void lcache_pack(lua_State *L, int n);
 /* Marks a load in progress for the key, if any, stale: its result will not
  * be stored. */
 void lcache_invalidate_load(lcache *c, int tag, const char *key, size_t len);
+
+/* Opens a load for a key that has no flight (raises on memory error). */
+lload *lload_open(lua_State *L, lcache *c, const lload_spec *spec,
+                  ac_flight_t **f);
+/* Parks the running task on a flight; the calling C function returns
+ * this.  The task resumes with the load's outcome (LOAD_GET: v or nil,
+ * err; LOAD_CALL: the results, or the error raised). */
+int lload_wait(lua_State *L, ac_flight_t *f, int mode);
+/* Finishes a load with its outcome at v (nout values: v, or nil and err):
+ * stores v when `store` and nothing wrote the key meanwhile, hands the
+ * outcome to the waiters, closes the flight, frees ld.  Leaves L's stack
+ * as it was. */
+void lload_settle(lua_State *L, lload *ld, int v, int nout, int failed,
+                  int store);
+/* Stores the value at the top (popped) in the store; 0 or an AC_E* code. */
+int lload_store_value(lua_State *L, lcache *c, int tag, const char *key,
+                      size_t len, double ttl);
+/* The waiter callback of tasks parked on a flight. */
+void lload_on_waiter(ac_waiter_t *w, ac_flight_t *f, int status);
+/* Batching (lua_batch.c): adds a missing key to the open batch of the
+ * loader at spec->batch_fn and parks the caller on its flight. */
+int lbatch_add(lua_State *L, lcache *c, const lload_spec *spec);
+/* Dispatches nothing more and releases the cache's open batches (close). */
+void lbatch_close_all(lua_State *L, lcache *c);
 
 /* Closes the flight of a load: waiters get its result, or an error made
  * from status (AC_ETIMEDOUT, AC_ECANCELED) when there is none. */

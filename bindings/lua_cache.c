@@ -58,9 +58,12 @@ static double check_ttl(lua_State *L, int idx, const char *name) {
   return isinf(ttl) ? 0 : ttl;
 }
 
-/* The third argument of get(): nil, a loader, or { loader =, ttl = }. */
-static int get_options(lua_State *L, lcache *c, double *ttl) {
+/* The third argument of get(): nil, a loader, or { loader =, ttl =,
+ * batch_loader = }.  Returns the stack index of the loader (0: none) and
+ * sets *batch to that of a per-call batch loader. */
+static int get_options(lua_State *L, lcache *c, double *ttl, int *batch) {
   *ttl = c->default_ttl;
+  *batch = 0;
   switch (lua_type(L, 3)) {
     case LUA_TNONE:
     case LUA_TNIL:
@@ -75,18 +78,28 @@ static int get_options(lua_State *L, lcache *c, double *ttl) {
       luaL_error(L, "cache:get(): the third argument must be a loader function or an options table, got %s",
                  luaL_typename(L, 3));
   }
-  int loader = 0;
+  lua_settop(L, 3);
   if (lua_getfield(L, 3, "ttl") != LUA_TNIL) *ttl = check_ttl(L, -1, "opts.ttl");
   lua_pop(L, 1);
+  if (lua_getfield(L, 3, "batch_loader") != LUA_TNIL) {
+    if (!is_callable(L, -1))
+      luaL_error(L, "opts.batch_loader must be a function, got %s", luaL_typename(L, -1));
+    *batch = 4;
+  } /* index 4, nil or the batch loader, keeps the stack shape fixed */
   if (lua_getfield(L, 3, "loader") != LUA_TNIL) {
     if (!is_callable(L, -1))
       luaL_error(L, "opts.loader must be a function, got %s", luaL_typename(L, -1));
+    if (*batch)
+      luaL_error(L, "cache:get(): give opts.loader or opts.batch_loader, not both");
     lua_replace(L, 3); /* the options table is no longer needed */
-    loader = 3;
-  } else {
-    lua_pop(L, 1);
+    return 3;
   }
-  return loader;
+  lua_pop(L, 1);
+  if (*batch) {
+    lua_replace(L, 3);
+    *batch = 3;
+  }
+  return 0;
 }
 
 /* ---- methods ------------------------------------------------------------- */
@@ -96,14 +109,19 @@ static int cache_get(lua_State *L) {
   lkey k;
   lkey_get(L, 2, &k);
   double ttl;
-  int loader = get_options(L, c, &ttl);
+  int batch, loader = get_options(L, c, &ttl, &batch);
   uint32_t slot = ac_store_get(c->store, k.tag, k.p, k.len);
   if (slot != 0) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, c->values_ref);
     lua_rawgeti(L, -1, slot);
     return 1; /* a hit: no yield, no allocation */
   }
-  lload_spec spec = {LOAD_GET, k.tag, k.p, k.len, loader, 2, 2, ttl, 0};
+  if (loader == 0 && batch == 0 && c->batch_fn_ref != LUA_NOREF) {
+    lua_settop(L, 3);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->batch_fn_ref);
+    batch = 4;
+  }
+  lload_spec spec = {LOAD_GET, k.tag, k.p, k.len, loader, 2, 2, ttl, 0, batch};
   return lcache_miss(L, c, &spec);
 }
 
@@ -174,6 +192,8 @@ static int cache_metrics(lua_State *L) {
   set_count(L, "size", st.size);
   set_count(L, "maxsize", st.maxsize);
   set_count(L, "in_flight", ac_flights_count(c->flights));
+  set_count(L, "batches", c->batches);
+  set_count(L, "batched_keys", c->batched_keys);
   set_count(L, "memory_bytes", ac_store_memory(c->store));
   uint64_t lookups = st.hits + st.misses;
   set_counter(L, "hit_rate", lookups ? (double)st.hits / (double)lookups : 0.0);
@@ -197,6 +217,9 @@ static void close_cache(lua_State *L, lcache *c) {
   /* Loads still open: their waiters are released with an error; a loader
    * still running finds its flight gone and drops its result. */
   while (c->loads_open != NULL) lload_close_flight(c->loads_open, AC_ECANCELED);
+  lbatch_close_all(L, c);
+  luaL_unref(L, LUA_REGISTRYINDEX, c->batch_fn_ref);
+  c->batch_fn_ref = LUA_NOREF;
   ac_flights_free(c->flights);
   c->flights = NULL;
   ac_store_free(c->store); /* reports removals: values[slot] = nil */
@@ -229,7 +252,8 @@ static int cache_tostring(lua_State *L) {
   return 1;
 }
 
-/* core.new_cache(maxsize, default_ttl, load_timeout): the checked inputs of
+/* core.new_cache(maxsize, default_ttl, load_timeout[, batch_loader,
+ * batch_window_ms, max_batch_size]): the checked inputs of
  * cache.AsyncCache (which validates and documents them). */
 static int new_cache(lua_State *L) {
   lua_Integer maxsize = luaL_checkinteger(L, 1);
@@ -238,11 +262,16 @@ static int new_cache(lua_State *L) {
   luaL_argcheck(L, maxsize >= 1 && maxsize <= 0x7fffffff, 1, "maxsize out of range");
   luaL_argcheck(L, default_ttl >= 0, 2, "default_ttl must not be negative");
   luaL_argcheck(L, load_timeout > 0, 3, "load_timeout must be positive");
+  double window = luaL_optnumber(L, 5, 5);
+  lua_Integer max_batch = luaL_optinteger(L, 6, 100);
+  luaL_argcheck(L, window >= 0, 5, "batch_window_ms must not be negative");
+  luaL_argcheck(L, max_batch >= 1 && max_batch <= 0x7fffffff, 6, "max_batch_size out of range");
   lsched *ls = lsched_get(L);
   lcache *c = lua_newuserdatauv(L, sizeof *c, 0);
   memset(c, 0, sizeof *c);
   c->closed = 1; /* until fully built, so __gc has nothing to undo */
   c->values_ref = LUA_NOREF;
+  c->batch_fn_ref = LUA_NOREF;
   luaL_setmetatable(L, CACHE_MT);
   ac_store_options_t so = {(uint32_t)maxsize, on_removed, c, NULL};
   int err;
@@ -262,6 +291,12 @@ static int new_cache(lua_State *L) {
   c->L = L;
   c->default_ttl = isinf(default_ttl) ? 0 : default_ttl;
   c->load_timeout = load_timeout;
+  c->batch_window_ms = window;
+  c->max_batch_size = (int)max_batch;
+  if (!lua_isnoneornil(L, 4)) {
+    lua_pushvalue(L, 4);
+    c->batch_fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
   c->magic = CACHE_MAGIC;
   uv_timer_init(lsched_loop(ls), c->sweeper);
   c->sweeper->data = c;

@@ -61,7 +61,7 @@ void lload_close_flight(lload *ld, int status) {
   ac_flight_finish(f, status);
 }
 
-static void on_flight_waiter(ac_waiter_t *w, ac_flight_t *f, int status) {
+void lload_on_waiter(ac_waiter_t *w, ac_flight_t *f, int status) {
   lload *ld = ac_flight_data(f);
   (void)status;
   lsched_wake(w->data, ld->result);
@@ -104,7 +104,7 @@ void lcache_push_value(lua_State *L, lcache *c, uint32_t slot) {
 }
 
 /* Stores the value at the top (popped); returns 0 or an AC_E* code. */
-static int store_value(lua_State *L, lcache *c, int tag, const char *key,
+int lload_store_value(lua_State *L, lcache *c, int tag, const char *key,
                        size_t len, double ttl) {
   c->L = L;
   int is_new;
@@ -122,9 +122,37 @@ static int store_value(lua_State *L, lcache *c, int tag, const char *key,
 
 void lcache_store(lua_State *L, lcache *c, int tag, const char *key,
                   size_t len, double ttl) {
-  int rc = store_value(L, c, tag, key, len, ttl);
+  int rc = lload_store_value(L, c, tag, key, len, ttl);
   if (rc < 0) luaL_error(L, "cannot store the value: %s", ac_strerror(rc));
   lcache_invalidate_load(c, tag, key, len);
+}
+
+void lload_settle(lua_State *L, lload *ld, int v, int nout, int failed,
+                  int store) {
+  lcache *c = ld->c;
+  if (ld->flight != NULL) {
+    if (store && !ld->stale && !c->closed && ld->clear_gen == c->clear_gen) {
+      int tag;
+      size_t len;
+      const char *key = ac_flight_key(ld->flight, &tag, &len);
+      lua_pushvalue(L, v);
+      lload_store_value(L, c, tag, key, len, ld->ttl); /* failure: served, not kept */
+    }
+    uint32_t waiters = ac_flight_waiters(ld->flight);
+    if (waiters > 0) {
+      int n = nout;
+      if (ld->mode == LOAD_CALL) { /* waiters get (ok, packed-or-error) */
+        lua_pushboolean(L, !failed);
+        n = 2;
+      }
+      for (int i = 0; i < nout; i++) lua_pushvalue(L, v + i);
+      ld->result = lresult_from_stack(L, n, (int)waiters);
+    }
+    lload_close_flight(ld, failed ? AC_ELOAD : 0);
+  }
+  luaL_unref(L, LUA_REGISTRYINDEX, ld->cache_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, ld->anchor_ref);
+  free(ld);
 }
 
 /* The loader has finished on thread t (status st, nres values, or the error
@@ -166,30 +194,9 @@ static int finish_load(lua_State *L, lload *ld, ltask *t, int st, int nres,
   lua_settop(L, base + nout);
   if (failed) c->load_errors++;
 
-  if (ld->flight != NULL) {
-    if (store && !ld->stale && !c->closed && ld->clear_gen == c->clear_gen) {
-      int tag;
-      size_t len;
-      const char *key = ac_flight_key(ld->flight, &tag, &len);
-      lua_pushvalue(L, v);
-      store_value(L, c, tag, key, len, ld->ttl); /* failure: served, not kept */
-    }
-    uint32_t waiters = ac_flight_waiters(ld->flight);
-    if (waiters > 0) {
-      int n = nout;
-      if (ld->mode == LOAD_CALL) { /* waiters get (ok, packed-or-error) */
-        lua_pushboolean(L, !failed);
-        n = 2;
-      }
-      for (int i = 0; i < nout; i++) lua_pushvalue(L, v + i);
-      ld->result = lresult_from_stack(L, n, (int)waiters);
-    }
-    lload_close_flight(ld, failed ? AC_ELOAD : 0);
-  }
-  luaL_unref(L, LUA_REGISTRYINDEX, ld->cache_ref);
-  luaL_unref(L, LUA_REGISTRYINDEX, ld->anchor_ref);
   int mode = ld->mode;
-  free(ld);
+  lload_settle(L, ld, v, nout, failed, store);
+
   if (!push) {
     lua_settop(L, base);
     return 0;
@@ -216,27 +223,24 @@ static int call_resumed(lua_State *L, int status, lua_KContext base) {
   return lua_error(L);
 }
 
-static int wait_flight(lua_State *L, ac_flight_t *f, int mode) {
+int lload_wait(lua_State *L, ac_flight_t *f, int mode) {
   ltask *t = lsched_park(L, mode == LOAD_CALL ? "a decorated function" : "cache:get()");
-  t->w.cb = on_flight_waiter;
+  t->w.cb = lload_on_waiter;
   ac_flight_join(f, &t->w);
   if (mode == LOAD_CALL)
     return lua_yieldk(L, 0, (lua_KContext)lua_gettop(L), call_resumed);
   return lsched_yield(L);
 }
 
-int lcache_miss(lua_State *L, lcache *c, const lload_spec *spec) {
-  ac_flight_t *f = ac_flights_find(c->flights, spec->tag, spec->key, spec->len);
-  if (f != NULL) return wait_flight(L, f, spec->mode);
-  if (spec->fn == 0) {
-    lua_pushnil(L);
-    return 1;
-  }
+lload *lload_open(lua_State *L, lcache *c, const lload_spec *spec,
+                  ac_flight_t **out) {
+  ac_flight_t *f;
   lload *ld = calloc(1, sizeof *ld);
   if (ld == NULL ||
       ac_flights_start(c->flights, spec->tag, spec->key, spec->len, ld, &f) != 0) {
     free(ld);
-    return luaL_error(L, "out of memory");
+    luaL_error(L, "out of memory");
+    return NULL;
   }
   c->loads++;
   ld->c = c;
@@ -249,7 +253,19 @@ int lcache_miss(lua_State *L, lcache *c, const lload_spec *spec) {
   ld->next = c->loads_open;
   if (ld->next) ld->next->prev = ld;
   c->loads_open = ld;
+  *out = f;
+  return ld;
+}
 
+int lcache_miss(lua_State *L, lcache *c, const lload_spec *spec) {
+  ac_flight_t *f = ac_flights_find(c->flights, spec->tag, spec->key, spec->len);
+  if (f != NULL) return lload_wait(L, f, spec->mode);
+  if (spec->fn == 0 && spec->batch_fn != 0) return lbatch_add(L, c, spec);
+  if (spec->fn == 0) {
+    lua_pushnil(L);
+    return 1;
+  }
+  lload *ld = lload_open(L, c, spec, &f);
   int nargs = spec->last >= spec->first ? spec->last - spec->first + 1 : 0;
   if (spec->anchor) {
     lua_createtable(L, nargs, 0);
@@ -284,7 +300,7 @@ int lcache_miss(lua_State *L, lcache *c, const lload_spec *spec) {
       uv_timer_start(ld->timer, on_load_timeout, ms > 9e15 ? (uint64_t)9e15 : (uint64_t)ms, 0);
     }
   }
-  return wait_flight(L, f, spec->mode);
+  return lload_wait(L, f, spec->mode);
 }
 
 void lcache_invalidate_load(lcache *c, int tag, const char *key, size_t len) {

@@ -58,7 +58,7 @@ static int memo_call(lua_State *L) {
     return lcache_unpack(L, lua_gettop(L));
   }
   lload_spec spec = {LOAD_CALL, LKEY_ARGS, k.p, k.n, top + 1, 2, top,
-                     c->default_ttl, k.identity};
+                     c->default_ttl, k.identity, 0};
   return lcache_miss(L, c, &spec);
 }
 

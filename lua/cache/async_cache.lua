@@ -31,7 +31,16 @@ local function check_positive(opts, name, level)
 end
 
 local ASYNC_CACHE_OPTIONS = { maxsize = true, default_ttl = true, load_timeout = true,
-                              remote_cache = true, backup = true }
+                              remote_cache = true, backup = true, batch_loader = true,
+                              batch_window_ms = true, max_batch_size = true }
+local DEFAULT_BATCH_WINDOW_MS = 5
+local DEFAULT_MAX_BATCH_SIZE = 100
+
+local function callable(f)
+  if type(f) == "function" then return true end
+  local mt = getmetatable(f)
+  return type(mt) == "table" and mt.__call ~= nil
+end
 
 --- Checks the options of a cache; errors are raised at the given stack
 -- level (2: the caller of check).  Returns the arguments of core.new_cache.
@@ -39,6 +48,11 @@ local ASYNC_CACHE_OPTIONS = { maxsize = true, default_ttl = true, load_timeout =
 -- opts.default_ttl   seconds an entry lives unless set/get says otherwise (nil: forever)
 -- opts.load_timeout  seconds callers wait for a loader before getting
 --                    nil, "load timed out ..." (30; math.huge: no limit)
+-- opts.batch_loader  f(keys) -> { [key] = value } or { values in key order }
+--                    [, { [key] = err }]: used by get(key) without a loader
+-- opts.batch_window_ms  how long a batch collects keys (5; 0: until the end
+--                    of the current pass of the scheduler)
+-- opts.max_batch_size   a batch is dispatched when it holds this many keys (100)
 function _M.check(opts, level)
   level = (level or 2) + 1
   if opts == nil then opts = {} end
@@ -65,7 +79,23 @@ function _M.check(opts, level)
   end
   local default_ttl = check_positive(opts, "default_ttl", level)
   local load_timeout = check_positive(opts, "load_timeout", level) or DEFAULT_LOAD_TIMEOUT
-  return math.tointeger(maxsize), default_ttl or huge, load_timeout
+  local batch_loader = opts.batch_loader
+  if batch_loader ~= nil and not callable(batch_loader) then
+    error("opts.batch_loader must be a function, got " .. type(batch_loader), level)
+  end
+  local window = opts.batch_window_ms
+  if window == nil then
+    window = DEFAULT_BATCH_WINDOW_MS
+  elseif type(window) ~= "number" or not (window >= 0) or window == huge then
+    error("opts.batch_window_ms must be a non-negative number of milliseconds, got " .. tostring(window), level)
+  end
+  local max_batch = opts.max_batch_size
+  if max_batch == nil then
+    max_batch = DEFAULT_MAX_BATCH_SIZE
+  elseif math.type(max_batch) ~= "integer" or max_batch < 1 then
+    error("opts.max_batch_size must be a positive integer, got " .. tostring(max_batch), level)
+  end
+  return math.tointeger(maxsize), default_ttl or huge, load_timeout, batch_loader, window, max_batch
 end
 
 --- Creates a cache (errors in opts raised at level, as check does).

@@ -1,0 +1,245 @@
+/* DataLoader-style batching: concurrent misses for different keys become
+ * one call of a batch loader.
+ *
+ * A batch collects keys for one batch loader (grouped by the function's
+ * identity) until its window timer fires (batch_window_ms; 0 means "after
+ * the current pass of the ready queue": a 0 ms libuv timer runs before the
+ * next pass) or it holds max_batch_size keys.  Each key gets an ordinary
+ * load (lload + flight), so a get for a key already in a batch, or being
+ * loaded alone, joins that flight and nothing is loaded twice; duplicates
+ * therefore never enter a batch.
+ *
+ * Dispatch runs as a task in a pass of the ready queue (protected; timers
+ * only post it): f(keys) runs in a pooled loader thread and may yield.  Its
+ * results settle every key's load; the cache's load_timeout bounds the
+ * wait for a batch that does not return.  A batch anchors its cache and
+ * its loader in the registry until it is settled. */
+#include <lauxlib.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lcache.h"
+
+struct lbatch {
+  ac_task_t dispatch; /* posted when the batch is due */
+  lcache *c;
+  const void *fn_id;  /* identity of the batch loader */
+  int fn_ref, keys_ref, cache_ref;
+  lload **loads;      /* one per key, in key order */
+  int n, cap;
+  uv_timer_t *timer;  /* the window, then the load timeout */
+  int posted;         /* dispatch is queued or done: no more keys */
+  lbatch *next;       /* the cache's batches still collecting keys */
+};
+
+static void unlink_open(lbatch *b) {
+  lbatch **p = &b->c->batches_open;
+  while (*p != NULL && *p != b) p = &(*p)->next;
+  if (*p == b) *p = b->next;
+  b->next = NULL;
+}
+
+static void post_dispatch(lbatch *b) {
+  if (b->posted) return;
+  b->posted = 1;
+  unlink_open(b);
+  if (b->timer != NULL) uv_timer_stop(b->timer);
+  ac_sched_post(lsched_sched(b->c->ls), &b->dispatch);
+}
+
+static void on_window(uv_timer_t *h) { post_dispatch(h->data); }
+
+static void free_batch(lua_State *L, lbatch *b) {
+  if (b->timer != NULL) uv_close((uv_handle_t *)b->timer, lcache_free_handle);
+  luaL_unref(L, LUA_REGISTRYINDEX, b->fn_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, b->keys_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, b->cache_ref);
+  free(b->loads);
+  free(b);
+}
+
+/* The value for key i (1-based) of the batch from a result table at idx:
+ * read as a map (result[key]) when `map`, else as an array (result[i]). */
+static void push_for_key(lua_State *L, lbatch *b, int idx, int i, int map) {
+  if (idx == 0) {
+    lua_pushnil(L);
+    return;
+  }
+  if (!map) {
+    lua_rawgeti(L, idx, i);
+    return;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, b->keys_ref);
+  lua_rawgeti(L, -1, i);
+  lua_remove(L, -2);
+  lua_gettable(L, idx);
+}
+
+/* Does any key of the batch index the table at idx? Then it is a map. */
+static int is_map(lua_State *L, lbatch *b, int idx) {
+  for (int i = 1; i <= b->n; i++) {
+    push_for_key(L, b, idx, i, 1);
+    int found = !lua_isnil(L, -1);
+    lua_pop(L, 1);
+    if (found) return 1;
+  }
+  return 0;
+}
+
+/* Settles every key with the batch loader's outcome: status st and nres
+ * results (or the error object) on t->co. */
+static void finish_batch(lua_State *L, lbatch *b, ltask *t, int st, int nres) {
+  lcache *c = b->c;
+  int base = lua_gettop(L);
+  if (st != LUA_OK) nres = 1;
+  luaL_checkstack(L, nres + 8, "too many results");
+  lua_xmove(t->co, L, nres);
+  lsched_release_loader(c->ls, t, st);
+  if (b->timer != NULL) uv_timer_stop(b->timer);
+
+  int values = 0, errors = 0, failed = st != LUA_OK;
+  if (!failed) {
+    if (nres >= 1 && lua_istable(L, base + 1)) values = base + 1;
+    if (nres >= 2 && lua_istable(L, base + 2)) errors = base + 2;
+    if (nres >= 1 && !lua_isnil(L, base + 1) && values == 0) {
+      lua_pushfstring(L, "batch loader must return a table of values, got %s",
+                      luaL_typename(L, base + 1));
+      lua_replace(L, base + 1);
+      failed = 1;
+    }
+  }
+  if (failed) { /* every key gets nil, err */
+    lua_settop(L, base + 1);
+    lua_pushnil(L);
+    lua_insert(L, base + 1);
+    for (int i = 0; i < b->n; i++) {
+      c->load_errors++;
+      lload_settle(L, b->loads[i], base + 1, 2, 1, 0);
+    }
+  } else {
+    int vmap = values && is_map(L, b, values);
+    int emap = errors && is_map(L, b, errors);
+    for (int i = 0; i < b->n; i++) {
+      lload *ld = b->loads[i]; /* its flight may be closed: settle copes */
+      int top = lua_gettop(L);
+      push_for_key(L, b, errors, i + 1, emap);
+      if (!lua_isnil(L, -1)) { /* nil, err */
+        c->load_errors++;
+        lua_pushnil(L);
+        lua_insert(L, -2);
+        lload_settle(L, ld, top + 1, 2, 1, 0);
+      } else {
+        lua_pop(L, 1);
+        push_for_key(L, b, values, i + 1, vmap);
+        lload_settle(L, ld, top + 1, 1, 0, !lua_isnil(L, -1));
+      }
+      lua_settop(L, top);
+    }
+  }
+  lua_settop(L, base);
+  free_batch(L, b);
+}
+
+static void on_batch_done(ltask *t, int st, int nres) {
+  finish_batch(lsched_cbstate(t->ls), t->done_ud, t, st, nres);
+}
+
+static void on_batch_timeout(uv_timer_t *h) {
+  lbatch *b = h->data;
+  for (int i = 0; i < b->n; i++)
+    if (b->loads[i]->flight != NULL) {
+      b->c->load_timeouts++;
+      lload_close_flight(b->loads[i], AC_ETIMEDOUT);
+    }
+}
+
+/* Runs in a pass: calls the batch loader with the keys. */
+static void dispatch(ac_task_t *q) {
+  lbatch *b = q->data;
+  lcache *c = b->c;
+  lua_State *L = lsched_cbstate(c->ls);
+  if (c->closed) { /* every load was closed with the cache */
+    for (int i = 0; i < b->n; i++) free(b->loads[i]);
+    free_batch(L, b);
+    return;
+  }
+  c->batches++;
+  c->batched_keys += (uint64_t)b->n;
+  ltask *t = lsched_loader(c->ls);
+  t->done = on_batch_done;
+  t->done_ud = b;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, b->fn_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, b->keys_ref);
+  lua_xmove(L, t->co, 2);
+  int nres, st = lsched_start_loader(c->ls, L, t, 1, &nres);
+  if (st != LUA_YIELD) {
+    finish_batch(L, b, t, st, nres);
+    return;
+  }
+  if (!isinf(c->load_timeout) && b->timer != NULL) {
+    double ms = ceil(c->load_timeout * 1000.0);
+    uv_timer_start(b->timer, on_batch_timeout, ms > 9e15 ? (uint64_t)9e15 : (uint64_t)ms, 0);
+  }
+}
+
+static lbatch *open_batch(lua_State *L, lcache *c, int fn) {
+  const void *id = lua_topointer(L, fn);
+  for (lbatch *b = c->batches_open; b != NULL; b = b->next)
+    if (b->fn_id == id) return b;
+  lbatch *b = calloc(1, sizeof *b);
+  uv_timer_t *timer = malloc(sizeof *timer);
+  if (b == NULL || timer == NULL) {
+    free(b);
+    free(timer);
+    luaL_error(L, "out of memory");
+  }
+  b->dispatch.fn = dispatch;
+  b->dispatch.data = b;
+  b->c = c;
+  b->fn_id = id;
+  lua_pushvalue(L, fn);
+  b->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_newtable(L);
+  b->keys_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushvalue(L, 1);
+  b->cache_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  uv_timer_init(lsched_loop(c->ls), timer);
+  timer->data = b;
+  b->timer = timer;
+  b->next = c->batches_open;
+  c->batches_open = b;
+  double ms = c->batch_window_ms > 0 ? ceil(c->batch_window_ms) : 0;
+  uv_timer_start(timer, on_window, (uint64_t)ms, 0);
+  return b;
+}
+
+int lbatch_add(lua_State *L, lcache *c, const lload_spec *spec) {
+  /* Fail before queueing anything when the caller could not wait. */
+  lsched_park(L, "cache:get() with a batch loader")->parked = 0;
+  lbatch *b = open_batch(L, c, spec->batch_fn);
+  if (b->n == b->cap) {
+    int cap = b->cap ? b->cap * 2 : 16;
+    lload **loads = realloc(b->loads, (size_t)cap * sizeof *loads);
+    if (loads == NULL) return luaL_error(L, "out of memory");
+    b->loads = loads;
+    b->cap = cap;
+  }
+  ac_flight_t *f;
+  lload *ld = lload_open(L, c, spec, &f);
+  ld->batch = b;
+  b->loads[b->n++] = ld;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, b->keys_ref);
+  lua_pushvalue(L, spec->first);
+  lua_rawseti(L, -2, b->n);
+  lua_pop(L, 1);
+  if (b->n >= c->max_batch_size) post_dispatch(b);
+  return lload_wait(L, f, LOAD_GET);
+}
+
+void lbatch_close_all(lua_State *L, lcache *c) {
+  (void)L;
+  /* Loads were closed with the cache; batches still collecting keys are
+   * dispatched as no-ops (dispatch sees the closed cache and frees them). */
+  while (c->batches_open != NULL) post_dispatch(c->batches_open);
+}
