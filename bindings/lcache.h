@@ -115,6 +115,9 @@ void lload_on_waiter(ac_waiter_t *w, ac_flight_t *f, int status);
 /* Batching (lua_batch.c): adds a missing key to the open batch of the
  * loader at spec->batch_fn and parks the caller on its flight. */
 int lbatch_add(lua_State *L, lcache *c, const lload_spec *spec);
+/* Adds a missing key (no flight yet) to the open batch of the loader at
+ * spec->batch_fn; returns its new flight, for the caller to join. */
+ac_flight_t *lbatch_enqueue(lua_State *L, lcache *c, const lload_spec *spec);
 /* Dispatches nothing more and releases the cache's open batches (close). */
 void lbatch_close_all(lua_State *L, lcache *c);
 

@@ -214,14 +214,12 @@ static lbatch *open_batch(lua_State *L, lcache *c, int fn) {
   return b;
 }
 
-int lbatch_add(lua_State *L, lcache *c, const lload_spec *spec) {
-  /* Fail before queueing anything when the caller could not wait. */
-  lsched_park(L, "cache:get() with a batch loader")->parked = 0;
+ac_flight_t *lbatch_enqueue(lua_State *L, lcache *c, const lload_spec *spec) {
   lbatch *b = open_batch(L, c, spec->batch_fn);
   if (b->n == b->cap) {
     int cap = b->cap ? b->cap * 2 : 16;
     lload **loads = realloc(b->loads, (size_t)cap * sizeof *loads);
-    if (loads == NULL) return luaL_error(L, "out of memory");
+    if (loads == NULL) luaL_error(L, "out of memory");
     b->loads = loads;
     b->cap = cap;
   }
@@ -234,7 +232,13 @@ int lbatch_add(lua_State *L, lcache *c, const lload_spec *spec) {
   lua_rawseti(L, -2, b->n);
   lua_pop(L, 1);
   if (b->n >= c->max_batch_size) post_dispatch(b);
-  return lload_wait(L, f, LOAD_GET);
+  return f;
+}
+
+int lbatch_add(lua_State *L, lcache *c, const lload_spec *spec) {
+  /* Fail before queueing anything when the caller could not wait. */
+  lsched_park(L, "cache:get() with a batch loader")->parked = 0;
+  return lload_wait(L, lbatch_enqueue(L, c, spec), LOAD_GET);
 }
 
 void lbatch_close_all(lua_State *L, lcache *c) {

@@ -6,6 +6,7 @@
  * (option defaults, warmup, the public constructor) is in
  * lua/cache/async_cache.lua. */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,6 +124,130 @@ static int cache_get(lua_State *L) {
   }
   lload_spec spec = {LOAD_GET, k.tag, k.p, k.len, loader, 2, 2, ttl, 0, batch};
   return lcache_miss(L, c, &spec);
+}
+
+/* get_many: one parked task waiting on several flights at once. */
+typedef struct {
+  ac_waiter_t w;
+  lresult *res; /* the key's outcome, once its flight closed */
+} many_slot;
+
+typedef struct {
+  ltask *task;
+  int pending; /* flights not closed yet */
+  int n;
+  many_slot slot[];
+} many_group;
+
+static void many_on_waiter(ac_waiter_t *w, ac_flight_t *f, int status) {
+  many_group *g = w->data;
+  lload *ld = ac_flight_data(f);
+  many_slot *s = (many_slot *)((char *)w - offsetof(many_slot, w));
+  (void)status;
+  s->res = ld->result; /* one of its references is this slot's */
+  if (--g->pending == 0) lsched_wake(g->task, NULL);
+}
+
+/* Fills values (index 4) and errors (index 5, created on demand) from the
+ * slots of the group at index 6; returns them. */
+static int many_collect(lua_State *L, int status, lua_KContext ctx) {
+  (void)status, (void)ctx;
+  many_group *g = lua_touserdata(L, 6);
+  lua_settop(L, 6);
+  for (int i = 0; i < g->n; i++) {
+    lresult *r = g->slot[i].res;
+    if (r == NULL) continue;
+    g->slot[i].res = NULL;
+    int n = lresult_push(L, r);
+    lresult_release(L, r);
+    if (n >= 1 && !lua_isnil(L, 7)) {
+      lua_rawgeti(L, 2, i + 1);
+      lua_pushvalue(L, 7);
+      lua_settable(L, 4);
+    } else if (n >= 2 && !lua_isnil(L, 8)) {
+      if (lua_isnil(L, 5)) {
+        lua_newtable(L);
+        lua_replace(L, 5);
+      }
+      lua_rawgeti(L, 2, i + 1);
+      lua_pushvalue(L, 8);
+      lua_settable(L, 5);
+    }
+    lua_settop(L, 6);
+  }
+  lua_settop(L, 5);
+  return 2;
+}
+
+/* cache:get_many(keys[, opts]): the values of many keys, { [key] = value },
+ * and a table of errors { [key] = err } (nil when none).  Missing keys go
+ * to the batch loader (opts.batch_loader or the cache's) in as few batches
+ * as the batch size allows; keys being loaded already are joined. */
+static int cache_get_many(lua_State *L) {
+  lcache *c = lcache_check(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  double ttl = c->default_ttl;
+  lua_settop(L, 3);
+  if (!lua_isnil(L, 3)) {
+    if (!lua_istable(L, 3))
+      return luaL_error(L, "cache:get_many(): opts must be a table, got %s", luaL_typename(L, 3));
+    if (lua_getfield(L, 3, "ttl") != LUA_TNIL) ttl = check_ttl(L, -1, "opts.ttl");
+    lua_pop(L, 1);
+    lua_getfield(L, 3, "batch_loader");
+    if (!lua_isnil(L, -1) && !is_callable(L, -1))
+      return luaL_error(L, "opts.batch_loader must be a function, got %s", luaL_typename(L, -1));
+    lua_replace(L, 3);
+  }
+  if (lua_isnil(L, 3) && c->batch_fn_ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->batch_fn_ref);
+    lua_replace(L, 3);
+  }
+  int batch = lua_isnil(L, 3) ? 0 : 3;
+  int n = (int)luaL_len(L, 2);
+  lua_newtable(L); /* 4: values */
+  lua_pushnil(L);  /* 5: errors */
+  many_group *g = lua_newuserdatauv(L, sizeof *g + (size_t)n * sizeof(many_slot), 0);
+  g->task = NULL;
+  g->pending = 0;
+  g->n = n;
+  for (int i = 0; i < n; i++) g->slot[i].res = NULL;
+  for (int i = 1; i <= n; i++) {
+    lua_rawgeti(L, 2, i); /* 7: the key */
+    lkey k;
+    if (!lkey_fast(L, 7, &k)) {
+      int t = lua_type(L, 7);
+      if (t != LUA_TNUMBER && t != LUA_TBOOLEAN)
+        return luaL_error(L, "cache:get_many(): keys[%d] must be a string, number or boolean, got %s",
+                          i, luaL_typename(L, 7));
+      lkey_check(L, 7, &k);
+    }
+    uint32_t slot = ac_store_get(c->store, k.tag, k.p, k.len);
+    if (slot != 0) {
+      lua_pushvalue(L, 7);
+      lcache_push_value(L, c, slot);
+      lua_settable(L, 4);
+    } else {
+      ac_flight_t *f = ac_flights_find(c->flights, k.tag, k.p, k.len);
+      if (f == NULL && batch != 0) {
+        if (g->task == NULL) g->task = lsched_park(L, "cache:get_many()");
+        lload_spec spec = {LOAD_GET, k.tag, k.p, k.len, 0, 7, 7, ttl, 0, batch};
+        f = lbatch_enqueue(L, c, &spec);
+      }
+      if (f != NULL) {
+        if (g->task == NULL) g->task = lsched_park(L, "cache:get_many()");
+        g->slot[i - 1].w.cb = many_on_waiter;
+        g->slot[i - 1].w.data = g;
+        ac_flight_join(f, &g->slot[i - 1].w);
+        g->pending++;
+      }
+    }
+    lua_settop(L, 6);
+  }
+  if (g->pending == 0) {
+    if (g->task != NULL) g->task->parked = 0;
+    return many_collect(L, LUA_OK, 0);
+  }
+  return lua_yieldk(L, 0, 0, many_collect);
 }
 
 static int cache_set(lua_State *L) {
@@ -308,7 +433,8 @@ static int new_cache(lua_State *L) {
 
 void lcache_open(lua_State *L) {
   static const luaL_Reg methods[] = {
-      {"get", cache_get},         {"set", cache_set},
+      {"get", cache_get},         {"get_many", cache_get_many},
+      {"set", cache_set},
       {"delete", cache_delete},   {"clear", cache_clear},
       {"contains", cache_contains}, {"get_metrics", cache_metrics},
       {"close", cache_close},     {NULL, NULL}};
