@@ -39,8 +39,11 @@ ac_flights_t *ac_flights_new(void) {
 
 void ac_flights_free(ac_flights_t *fs) {
   if (fs == NULL) return;
-  for (size_t b = 0; b <= fs->mask; b++)
-    while (fs->bucket[b] != NULL) ac_flight_finish(fs->bucket[b], AC_ECANCELED);
+  /* A waiter cancelled here may start a new flight (a retry) in a bucket
+   * already passed: sweep until none is left. */
+  while (fs->count > 0)
+    for (size_t b = 0; b <= fs->mask; b++)
+      while (fs->bucket[b] != NULL) ac_flight_finish(fs->bucket[b], AC_ECANCELED);
   ac__free(fs->bucket);
   ac__free(fs);
 }
@@ -49,7 +52,7 @@ static ac_flight_t **slot_of(ac_flights_t *fs, uint64_t h, int tag,
                              const void *key, size_t len) {
   ac_flight_t **p = &fs->bucket[h & fs->mask];
   while (*p != NULL && !((*p)->hash == h && (*p)->tag == tag &&
-                         (*p)->len == len && memcmp((*p)->key, key, len) == 0))
+                         (*p)->len == len && (len == 0 || memcmp((*p)->key, key, len) == 0)))
     p = &(*p)->chain;
   return p;
 }

@@ -70,7 +70,7 @@ static inline const char *key_of(const entry *x) {
 static inline bool same_key(const entry *x, uint32_t h, int tag,
                             const void *key, size_t len) {
   return x->hash == h && x->len == len && x->tag == (uint8_t)tag &&
-         memcmp(key_of(x), key, len) == 0;
+         (len == 0 || memcmp(key_of(x), key, len) == 0);
 }
 
 static uint32_t find(const ac_store_t *s, uint32_t h, int tag, const void *key,
@@ -215,6 +215,8 @@ static uint32_t take_slot(ac_store_t *s) {
     s->e = e;
     s->cap = cap;
   }
+  /* Mark the new slot free before anything (a bucket rehash) reads it. */
+  s->e[s->used + 1].live = 0;
   return ++s->used;
 }
 

@@ -1,0 +1,1527 @@
+/* Tests of the store (ac_store.h): lookups, keys, LRU eviction, TTL with an
+ * injected clock, the removal callback, slots, stats, keyed hashing against
+ * collision attacks, and allocation failures. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "ac_alloc.h"
+#include "ac_error.h"
+#include "ac_store.h"
+#include "hash.h"
+#include "test_harness.h"
+
+#define INLINE_KEY_MAX 18 /* the store's inline key limit, see store.c */
+
+/* ---- a clock the tests move by hand ------------------------------------ */
+
+static double fake_now = 1000.0;
+
+static double fake_clock(void) { return fake_now; }
+
+/* ---- a recorder for the removal callback ------------------------------- */
+
+typedef struct {
+  uint32_t slot;
+  int tag;
+  char *key; /* copy taken inside the callback */
+  size_t len;
+  ac_removed_t why;
+} removal;
+
+typedef struct {
+  removal *ev;
+  size_t n, cap;
+} recorder;
+
+static void on_removed(void *ud, uint32_t slot, int tag, const char *key,
+                       size_t len, ac_removed_t why) {
+  recorder *r = ud;
+  if (r->n == r->cap) {
+    r->cap = r->cap ? r->cap * 2 : 16;
+    r->ev = realloc(r->ev, r->cap * sizeof *r->ev);
+    if (r->ev == NULL) FAIL("out of memory in the recorder");
+  }
+  removal *e = &r->ev[r->n++];
+  e->slot = slot;
+  e->tag = tag;
+  e->len = len;
+  e->why = why;
+  /* Reading every byte here is what "the key is readable" means; under
+   * AddressSanitizer a key freed before the call would be reported. */
+  e->key = malloc(len + 1);
+  if (e->key == NULL) FAIL("out of memory in the recorder");
+  if (len) memcpy(e->key, key, len);
+  e->key[len] = '\0';
+}
+
+static void recorder_reset(recorder *r) {
+  for (size_t i = 0; i < r->n; i++) free(r->ev[i].key);
+  r->n = 0;
+}
+
+static void recorder_free(recorder *r) {
+  recorder_reset(r);
+  free(r->ev);
+  r->ev = NULL;
+  r->cap = 0;
+}
+
+static size_t count_why(const recorder *r, ac_removed_t why) {
+  size_t n = 0;
+  for (size_t i = 0; i < r->n; i++) n += r->ev[i].why == why;
+  return n;
+}
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static ac_store_t *new_store(uint32_t maxsize, recorder *r) {
+  ac_store_options_t o = {maxsize, r ? on_removed : NULL, r, fake_clock};
+  int err = 12345;
+  ac_store_t *s = ac_store_new(&o, &err);
+  ASSERT_NOT_NULL(s);
+  ASSERT_EQ_INT(err, 0);
+  return s;
+}
+
+static int64_t set_s(ac_store_t *s, const char *key, double ttl) {
+  return ac_store_set(s, 0, key, strlen(key), ttl, NULL);
+}
+
+static uint32_t get_s(ac_store_t *s, const char *key) {
+  return ac_store_get(s, 0, key, strlen(key));
+}
+
+static uint32_t peek_s(ac_store_t *s, const char *key) {
+  return ac_store_peek(s, 0, key, strlen(key));
+}
+
+static ac_store_stats_t stats_of(const ac_store_t *s) {
+  ac_store_stats_t st;
+  memset(&st, 0xff, sizeof st);
+  ac_store_stats(s, &st);
+  return st;
+}
+
+/* The MRU walk as slots; returns its length. */
+static size_t walk(const ac_store_t *s, uint32_t *out, size_t max) {
+  size_t n = 0;
+  for (uint32_t i = ac_store_next_mru(s, 0); i != 0;
+       i = ac_store_next_mru(s, i)) {
+    if (n == max) FAIL("MRU walk longer than %zu", max);
+    out[n++] = i;
+  }
+  return n;
+}
+
+/* Asserts the MRU walk yields exactly these tag-0 keys, most recent first. */
+static void assert_mru_keys(const ac_store_t *s, const char *const *keys,
+                            size_t n) {
+  uint32_t slots[256];
+  size_t got = walk(s, slots, 256);
+  ASSERT_EQ_UINT(got, n);
+  for (size_t i = 0; i < n; i++) {
+    size_t len = 0;
+    int tag = -1;
+    const char *k = ac_store_key(s, slots[i], &tag, &len);
+    ASSERT_NOT_NULL(k);
+    ASSERT_EQ_INT(tag, 0);
+    ASSERT_EQ_UINT(len, strlen(keys[i]));
+    ASSERT_EQ_MEM(k, keys[i], len);
+  }
+}
+
+/* splitmix64: reproducible pseudo-random numbers for the tests. */
+static uint64_t rnd_next(uint64_t *state) {
+  uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+/* ---- allocators injected through ac_replace_allocator ------------------ */
+
+/* Counts live blocks and fails the call numbered fail_at (1-based, counted
+ * from arm_failure) and, when fail_all, every call after it. */
+static long alloc_calls, fail_at = -1;
+static int fail_all;
+static long live_blocks;
+
+static int should_fail(void) {
+  alloc_calls++;
+  return fail_at > 0 &&
+         (alloc_calls == fail_at || (fail_all && alloc_calls > fail_at));
+}
+
+static void *counting_malloc(size_t n) {
+  if (should_fail()) return NULL;
+  void *p = malloc(n);
+  if (p != NULL) live_blocks++;
+  return p;
+}
+
+static void *counting_realloc(void *p, size_t n) {
+  if (should_fail()) return NULL;
+  void *q = realloc(p, n);
+  if (q != NULL && p == NULL) live_blocks++;
+  return q;
+}
+
+static void counting_free(void *p) {
+  if (p != NULL) live_blocks--;
+  free(p);
+}
+
+static void install_counting_allocator(void) {
+  alloc_calls = 0;
+  fail_at = -1;
+  fail_all = 0;
+  live_blocks = 0;
+  ASSERT_EQ_INT(ac_replace_allocator(counting_malloc, counting_realloc,
+                                     counting_free), 0);
+}
+
+/* The next allocation fails (and every later one too when all is set). */
+static void arm_failure(int all) {
+  alloc_calls = 0;
+  fail_at = 1;
+  fail_all = all;
+}
+
+static void disarm_failure(void) { fail_at = -1; }
+
+static void restore_allocator(void) {
+  ASSERT_EQ_INT(ac_replace_allocator(malloc, realloc, free), 0);
+}
+
+/* An allocator that hands out dirty memory (every fresh byte 0xA5, as a
+ * reused heap block may be): code that reads memory it never wrote sees
+ * garbage deterministically instead of by luck. */
+#define DIRTY_HDR 16
+
+static void dirty_free(void *p) {
+  if (p != NULL) free((char *)p - DIRTY_HDR);
+}
+
+static void *dirty_malloc(size_t n) {
+  char *p = malloc(n + DIRTY_HDR);
+  if (p == NULL) return NULL;
+  memcpy(p, &n, sizeof n);
+  memset(p + DIRTY_HDR, 0xA5, n);
+  return p + DIRTY_HDR;
+}
+
+static void *dirty_realloc(void *old, size_t n) {
+  char *p = dirty_malloc(n);
+  if (p == NULL) return NULL;
+  if (old != NULL) {
+    size_t was;
+    memcpy(&was, (char *)old - DIRTY_HDR, sizeof was);
+    memcpy(p, old, was < n ? was : n);
+    dirty_free(old);
+  }
+  return p;
+}
+
+/* ======================================================================== */
+
+TEST(new_rejects_bad_options) {
+  int err = 0;
+  ASSERT_NULL(ac_store_new(NULL, &err));
+  ASSERT_EQ_INT(err, AC_EINVAL);
+  ac_store_options_t o = {0, NULL, NULL, NULL};
+  err = 0;
+  ASSERT_NULL(ac_store_new(&o, &err));
+  ASSERT_EQ_INT(err, AC_EINVAL);
+  o.maxsize = UINT32_MAX; /* slots are 1..maxsize in a uint32_t */
+  err = 0;
+  ASSERT_NULL(ac_store_new(&o, &err));
+  ASSERT_EQ_INT(err, AC_EINVAL);
+  ASSERT_NULL(ac_store_new(NULL, NULL)); /* err is optional */
+
+  o.maxsize = 1;
+  ac_store_t *s = ac_store_new(&o, NULL); /* default clock, no callback */
+  ASSERT_NOT_NULL(s);
+  ASSERT_EQ_UINT(stats_of(s).maxsize, 1);
+  ac_store_free(s);
+}
+
+TEST(store_free_null_is_noop) {
+  ac_store_free(NULL);
+  /* Still alive and the allocator untouched: a real store works. */
+  ac_store_t *s = new_store(2, NULL);
+  ASSERT_CMP_INT(set_s(s, "a", 0), >, 0);
+  ac_store_free(s);
+}
+
+TEST(set_get_peek_basics) {
+  ac_store_t *s = new_store(8, NULL);
+  ASSERT_EQ_UINT(get_s(s, "a"), 0);
+  ASSERT_EQ_UINT(peek_s(s, "a"), 0);
+
+  int is_new = -1;
+  int64_t a = ac_store_set(s, 0, "a", 1, 0, &is_new);
+  ASSERT_CMP_INT(a, >=, 1);
+  ASSERT_CMP_INT(a, <=, 8);
+  ASSERT_EQ_INT(is_new, 1);
+
+  is_new = -1;
+  ASSERT_EQ_INT(ac_store_set(s, 0, "a", 1, 0, &is_new), a);
+  ASSERT_EQ_INT(is_new, 0);
+
+  int64_t b = set_s(s, "b", 0);
+  ASSERT_CMP_INT(b, >=, 1);
+  ASSERT_NE_INT(b, a);
+
+  ASSERT_EQ_UINT(get_s(s, "a"), a);
+  ASSERT_EQ_UINT(get_s(s, "b"), b);
+  ASSERT_EQ_UINT(peek_s(s, "a"), a);
+  ASSERT_EQ_UINT(get_s(s, "c"), 0);
+  ASSERT_EQ_UINT(get_s(s, "ab"), 0);
+
+  int tag = -1;
+  size_t len = 0;
+  const char *k = ac_store_key(s, (uint32_t)a, &tag, &len);
+  ASSERT_NOT_NULL(k);
+  ASSERT_EQ_INT(tag, 0);
+  ASSERT_EQ_UINT(len, 1);
+  ASSERT_EQ_MEM(k, "a", 1);
+  ASSERT_NOT_NULL(ac_store_key(s, (uint32_t)b, NULL, NULL));
+
+  /* Slots that hold no entry have no key. */
+  ASSERT_NULL(ac_store_key(s, 0, NULL, NULL));
+  ASSERT_NULL(ac_store_key(s, 9, NULL, NULL));
+  ASSERT_NULL(ac_store_key(s, 1000, NULL, NULL));
+
+  /* Peek counts nothing: two hits, two misses from the gets above. */
+  ac_store_stats_t st = stats_of(s);
+  ASSERT_EQ_UINT(st.hits, 2);
+  ASSERT_EQ_UINT(st.misses, 3);
+  ASSERT_EQ_UINT(st.size, 2);
+  ASSERT_EQ_UINT(st.maxsize, 8);
+  ac_store_free(s);
+}
+
+TEST(set_rejects_invalid_arguments) {
+  recorder r = {0};
+  ac_store_t *s = new_store(4, &r);
+  ASSERT_EQ_INT(ac_store_set(s, 0, NULL, 3, 0, NULL), AC_EINVAL);
+  ASSERT_EQ_INT(ac_store_set(s, -1, "k", 1, 0, NULL), AC_EINVAL);
+  ASSERT_EQ_INT(ac_store_set(s, 256, "k", 1, 0, NULL), AC_EINVAL);
+  ASSERT_EQ_UINT(stats_of(s).size, 0);
+  ASSERT_CMP_INT(ac_store_set(s, 255, "k", 1, 0, NULL), >, 0);
+  ASSERT_EQ_UINT(stats_of(s).size, 1);
+  ASSERT_EQ_UINT(r.n, 0);
+  ac_store_free(s);
+  recorder_free(&r);
+}
+
+TEST(keys_with_embedded_zeros) {
+  ac_store_t *s = new_store(16, NULL);
+  static const char k1[] = {'a', 0, 'b'};
+  static const char k2[] = {'a', 0, 'c'};
+  static const char k3[] = {'a', 0};
+  static const char k4[] = {0};
+  static const char k5[] = {0, 0};
+  const char *keys[] = {k1, k2, k3, "a", k4, k5};
+  size_t lens[] = {3, 3, 2, 1, 1, 2};
+  int64_t slot[6];
+  for (int i = 0; i < 6; i++) {
+    int is_new = 0;
+    slot[i] = ac_store_set(s, 0, keys[i], lens[i], 0, &is_new);
+    ASSERT_CMP_INT(slot[i], >, 0);
+    ASSERT_EQ_INT(is_new, 1); /* none equals another: no prefix confusion */
+  }
+  for (int i = 0; i < 6; i++) {
+    ASSERT_EQ_UINT(ac_store_get(s, 0, keys[i], lens[i]), slot[i]);
+    size_t len = 0;
+    const char *k = ac_store_key(s, (uint32_t)slot[i], NULL, &len);
+    ASSERT_EQ_UINT(len, lens[i]);
+    ASSERT_EQ_MEM(k, keys[i], len);
+  }
+  ASSERT_EQ_INT(ac_store_delete(s, 0, k1, 3), 0);
+  ASSERT_EQ_UINT(ac_store_get(s, 0, k1, 3), 0);
+  ASSERT_EQ_UINT(ac_store_get(s, 0, k2, 3), slot[1]);
+  ASSERT_EQ_UINT(ac_store_get(s, 0, k3, 2), slot[2]);
+  ac_store_free(s);
+}
+
+TEST(long_keys_are_copied_and_found) {
+  recorder r = {0};
+  ac_store_t *s = new_store(32, &r);
+  /* Lengths around the inline limit and well past it; keys that share a
+   * prefix longer than the inline part must stay distinct. */
+  size_t lens[] = {INLINE_KEY_MAX - 1, INLINE_KEY_MAX, INLINE_KEY_MAX + 1,
+                   INLINE_KEY_MAX + 2, 64, 1000, 100000};
+  enum { N = sizeof lens / sizeof lens[0] };
+  char *keys[N];
+  int64_t slot[N];
+  for (int i = 0; i < N; i++) {
+    keys[i] = malloc(lens[i]);
+    ASSERT_NOT_NULL(keys[i]);
+    memset(keys[i], 'x', lens[i]);
+    keys[i][lens[i] - 1] = (char)('0' + i);
+    int is_new = 0;
+    slot[i] = ac_store_set(s, 0, keys[i], lens[i], 0, &is_new);
+    ASSERT_CMP_INT(slot[i], >, 0);
+    ASSERT_EQ_INT(is_new, 1);
+  }
+  /* Same 1000-byte prefix, differing only in the last byte. */
+  char *twin = malloc(1000);
+  ASSERT_NOT_NULL(twin);
+  memcpy(twin, keys[5], 1000);
+  twin[999] = 'z';
+  ASSERT_EQ_UINT(ac_store_get(s, 0, twin, 1000), 0);
+  int64_t tslot = ac_store_set(s, 0, twin, 1000, 0, NULL);
+  ASSERT_CMP_INT(tslot, >, 0);
+  ASSERT_NE_INT(tslot, slot[5]);
+
+  /* The store keeps its own copy: scribbling on ours changes nothing. */
+  for (int i = 0; i < N; i++) {
+    char *orig = malloc(lens[i]);
+    ASSERT_NOT_NULL(orig);
+    memcpy(orig, keys[i], lens[i]);
+    memset(keys[i], 'q', lens[i]);
+    ASSERT_EQ_UINT(ac_store_get(s, 0, keys[i], lens[i]), 0);
+    ASSERT_EQ_UINT(ac_store_get(s, 0, orig, lens[i]), slot[i]);
+    size_t len = 0;
+    const char *k = ac_store_key(s, (uint32_t)slot[i], NULL, &len);
+    ASSERT_EQ_UINT(len, lens[i]);
+    ASSERT_EQ_MEM(k, orig, len);
+    memcpy(keys[i], orig, lens[i]);
+    free(orig);
+  }
+  /* A long key is reported whole when it leaves. */
+  ASSERT_EQ_INT(ac_store_delete(s, 0, keys[6], lens[6]), 0);
+  ASSERT_EQ_UINT(r.n, 1);
+  ASSERT_EQ_UINT(r.ev[0].len, lens[6]);
+  ASSERT_EQ_MEM(r.ev[0].key, keys[6], lens[6]);
+  ASSERT_EQ_INT(r.ev[0].why, AC_REMOVED_DELETED);
+  ASSERT_EQ_UINT(ac_store_get(s, 0, keys[5], 1000), slot[5]);
+
+  ac_store_free(s);
+  ASSERT_EQ_UINT(r.n, N + 1); /* N - 1 left, the twin, plus the deletion */
+  for (int i = 0; i < N; i++) free(keys[i]);
+  free(twin);
+  recorder_free(&r);
+}
+
+TEST(empty_key) {
+  ac_store_t *s = new_store(4, NULL);
+  int is_new = 0;
+  int64_t e = ac_store_set(s, 0, "", 0, 0, &is_new);
+  ASSERT_CMP_INT(e, >, 0);
+  ASSERT_EQ_INT(is_new, 1);
+  ASSERT_EQ_INT(ac_store_set(s, 0, "", 0, 0, &is_new), e);
+  ASSERT_EQ_INT(is_new, 0);
+  int64_t e1 = ac_store_set(s, 1, "", 0, 0, &is_new);
+  ASSERT_CMP_INT(e1, >, 0);
+  ASSERT_NE_INT(e1, e);
+  ASSERT_EQ_UINT(ac_store_get(s, 0, "", 0), e);
+  ASSERT_EQ_UINT(ac_store_get(s, 0, "\0", 1), 0);
+  size_t len = 99;
+  ASSERT_NOT_NULL(ac_store_key(s, (uint32_t)e, NULL, &len));
+  ASSERT_EQ_UINT(len, 0);
+  ASSERT_EQ_INT(ac_store_delete(s, 0, "", 0), 0);
+  ASSERT_EQ_UINT(ac_store_get(s, 0, "", 0), 0);
+  ASSERT_EQ_UINT(ac_store_get(s, 1, "", 0), e1);
+  ac_store_free(s);
+}
+
+/* key == NULL is rejected only with len > 0, so (NULL, 0) is the empty key. */
+TEST(null_key_of_length_zero_is_the_empty_key) {
+  ac_store_t *s = new_store(4, NULL);
+  int is_new = 0;
+  int64_t e = ac_store_set(s, 0, NULL, 0, 0, &is_new);
+  ASSERT_CMP_INT(e, >, 0);
+  ASSERT_EQ_INT(is_new, 1);
+  ASSERT_EQ_INT(ac_store_set(s, 0, NULL, 0, 0, &is_new), e);
+  ASSERT_EQ_INT(is_new, 0);
+  ASSERT_EQ_UINT(ac_store_get(s, 0, NULL, 0), e);
+  ASSERT_EQ_UINT(ac_store_get(s, 0, "", 0), e);
+  ASSERT_EQ_INT(ac_store_delete(s, 0, NULL, 0), 0);
+  ac_store_free(s);
+}
+
+TEST(tags_keep_equal_bytes_apart) {
+  recorder r = {0};
+  ac_store_t *s = new_store(8, &r);
+  int64_t t0 = ac_store_set(s, 0, "1", 1, 0, NULL);
+  int64_t t1 = ac_store_set(s, 1, "1", 1, 0, NULL);
+  int64_t t255 = ac_store_set(s, 255, "1", 1, 0, NULL);
+  ASSERT_CMP_INT(t0, >, 0);
+  ASSERT_CMP_INT(t1, >, 0);
+  ASSERT_CMP_INT(t255, >, 0);
+  ASSERT_NE_INT(t0, t1);
+  ASSERT_NE_INT(t1, t255);
+  ASSERT_NE_INT(t0, t255);
+  ASSERT_EQ_UINT(stats_of(s).size, 3);
+  ASSERT_EQ_UINT(ac_store_get(s, 2, "1", 1), 0);
+
+  int tag = -1;
+  ASSERT_NOT_NULL(ac_store_key(s, (uint32_t)t255, &tag, NULL));
+  ASSERT_EQ_INT(tag, 255);
+
+  ASSERT_EQ_INT(ac_store_delete(s, 1, "1", 1), 0);
+  ASSERT_EQ_UINT(r.n, 1);
+  ASSERT_EQ_INT(r.ev[0].tag, 1);
+  ASSERT_EQ_UINT(r.ev[0].slot, t1);
+  ASSERT_EQ_UINT(ac_store_get(s, 1, "1", 1), 0);
+  ASSERT_EQ_UINT(ac_store_get(s, 0, "1", 1), t0);
+  ASSERT_EQ_UINT(ac_store_get(s, 255, "1", 1), t255);
+  ASSERT_EQ_INT(ac_store_delete(s, 1, "1", 1), AC_ENOENT);
+  ac_store_free(s);
+  recorder_free(&r);
+}
+
+TEST(lru_evicts_least_recently_used) {
+  recorder r = {0};
+  ac_store_t *s = new_store(3, &r);
+  int64_t a = set_s(s, "a", 0);
+  set_s(s, "b", 0);
+  set_s(s, "c", 0);
+  ASSERT_EQ_UINT(get_s(s, "a"), a); /* order: a c b */
+  set_s(s, "b", 0);                 /* a set refreshes too: b a c */
+  int64_t d = set_s(s, "d", 0);     /* evicts c */
+  ASSERT_EQ_UINT(r.n, 1);
+  ASSERT_EQ_STR(r.ev[0].key, "c");
+  ASSERT_EQ_INT(r.ev[0].why, AC_REMOVED_EVICTED);
+  ASSERT_EQ_UINT(d, r.ev[0].slot); /* the freed slot went to d */
+  static const char *const order1[] = {"d", "b", "a"};
+  assert_mru_keys(s, order1, 3);
+
+  ASSERT_EQ_UINT(peek_s(s, "a"), a); /* peek does not refresh */
+  set_s(s, "e", 0);                  /* evicts a */
+  ASSERT_EQ_UINT(r.n, 2);
+  ASSERT_EQ_STR(r.ev[1].key, "a");
+  ASSERT_EQ_UINT(r.ev[1].slot, a);
+  ASSERT_EQ_UINT(get_s(s, "a"), 0);
+  ASSERT_EQ_UINT(get_s(s, "c"), 0);
+  ASSERT_CMP_UINT(get_s(s, "b"), >, 0);
+  ASSERT_CMP_UINT(get_s(s, "d"), >, 0);
+  ASSERT_CMP_UINT(get_s(s, "e"), >, 0);
+  ASSERT_EQ_UINT(stats_of(s).evictions, 2);
+  ASSERT_EQ_UINT(stats_of(s).size, 3);
+  ac_store_free(s);
+  recorder_free(&r);
+}
+
+TEST(maxsize_one) {
+  recorder r = {0};
+  ac_store_t *s = new_store(1, &r);
+  int64_t a = set_s(s, "a", 0);
+  ASSERT_EQ_INT(a, 1);
+  ASSERT_EQ_INT(set_s(s, "a", 0), 1); /* refreshing evicts nothing */
+  ASSERT_EQ_UINT(r.n, 0);
+  int is_new = 0;
+  ASSERT_EQ_INT(ac_store_set(s, 0, "b", 1, 0, &is_new), 1);
+  ASSERT_EQ_INT(is_new, 1);
+  ASSERT_EQ_UINT(r.n, 1);
+  ASSERT_EQ_STR(r.ev[0].key, "a");
+  ASSERT_EQ_UINT(r.ev[0].slot, 1);
+  ASSERT_EQ_INT(r.ev[0].why, AC_REMOVED_EVICTED);
+  ASSERT_EQ_UINT(get_s(s, "a"), 0);
+  ASSERT_EQ_UINT(get_s(s, "b"), 1);
+  /* A long key in a store of one. */
+  char big[100];
+  memset(big, 'L', sizeof big);
+  ASSERT_EQ_INT(ac_store_set(s, 0, big, sizeof big, 0, NULL), 1);
+  ASSERT_EQ_UINT(r.n, 2);
+  ASSERT_EQ_STR(r.ev[1].key, "b");
+  ASSERT_EQ_INT(set_s(s, "c", 0), 1);
+  ASSERT_EQ_UINT(r.n, 3);
+  ASSERT_EQ_UINT(r.ev[2].len, sizeof big);
+  ASSERT_EQ_MEM(r.ev[2].key, big, sizeof big);
+  ASSERT_EQ_UINT(stats_of(s).size, 1);
+  ASSERT_EQ_UINT(stats_of(s).evictions, 3);
+  ac_store_free(s);
+  recorder_free(&r);
+}
+
+/* A reference LRU (an array, most recent first) driven side by side with
+ * the store through a reproducible mix of get/set/peek/delete: every
+ * eviction must name the model's least recently used key, every slot must
+ * be unique among live keys, and the MRU walk must match the model. */
+static void run_lru_model(uint32_t maxsize, uint64_t seed) {
+  recorder r = {0};
+  ac_store_t *s = new_store(maxsize, &r);
+  uint32_t nkeys = maxsize * 3 + 2;
+  uint32_t *order = malloc(nkeys * sizeof *order); /* key ids, MRU first */
+  uint32_t *slot_of = calloc(nkeys, sizeof *slot_of);
+  uint32_t *owner = malloc(((size_t)maxsize + 1) * sizeof *owner);
+  ASSERT_TRUE(order && slot_of && owner);
+  for (uint32_t i = 0; i <= maxsize; i++) owner[i] = UINT32_MAX;
+  size_t n = 0;
+  uint64_t rs = seed;
+  char key[32];
+
+  for (int step = 0; step < 3000; step++) {
+    uint32_t k = (uint32_t)(rnd_next(&rs) % nkeys);
+    int op = (int)(rnd_next(&rs) % 10);
+    int len = snprintf(key, sizeof key, "key-%u", k);
+    size_t pos = 0;
+    while (pos < n && order[pos] != k) pos++;
+    int present = pos < n;
+    size_t events = r.n;
+
+    if (op < 4) { /* get: refreshes */
+      uint32_t got = ac_store_get(s, 0, key, (size_t)len);
+      ASSERT_EQ_UINT(got, present ? slot_of[k] : 0);
+      if (present) {
+        memmove(order + 1, order, pos * sizeof *order);
+        order[0] = k;
+      }
+    } else if (op < 8) { /* set: refreshes or inserts */
+      int is_new = -1;
+      int64_t got = ac_store_set(s, 0, key, (size_t)len, 0, &is_new);
+      if (present) {
+        ASSERT_EQ_INT(is_new, 0);
+        ASSERT_EQ_INT(got, slot_of[k]);
+        memmove(order + 1, order, pos * sizeof *order);
+        order[0] = k;
+      } else {
+        if (n == maxsize) {
+          uint32_t victim = order[--n];
+          char vkey[32];
+          snprintf(vkey, sizeof vkey, "key-%u", victim);
+          ASSERT_EQ_UINT(r.n, events + 1);
+          ASSERT_EQ_INT(r.ev[events].why, AC_REMOVED_EVICTED);
+          ASSERT_EQ_STR(r.ev[events].key, vkey);
+          ASSERT_EQ_UINT(r.ev[events].slot, slot_of[victim]);
+          owner[slot_of[victim]] = UINT32_MAX;
+          slot_of[victim] = 0;
+          events++;
+        }
+        ASSERT_EQ_INT(is_new, 1);
+        ASSERT_CMP_INT(got, >=, 1);
+        ASSERT_CMP_INT(got, <=, maxsize);
+        ASSERT_EQ_UINT(owner[got], UINT32_MAX); /* not a live entry's slot */
+        owner[got] = k;
+        slot_of[k] = (uint32_t)got;
+        memmove(order + 1, order, n * sizeof *order);
+        order[0] = k;
+        n++;
+      }
+    } else if (op < 9) { /* peek: no change */
+      ASSERT_EQ_UINT(ac_store_peek(s, 0, key, (size_t)len),
+                     present ? slot_of[k] : 0);
+    } else { /* delete */
+      int rc = ac_store_delete(s, 0, key, (size_t)len);
+      if (present) {
+        ASSERT_EQ_INT(rc, 0);
+        ASSERT_EQ_UINT(r.n, events + 1);
+        ASSERT_EQ_INT(r.ev[events].why, AC_REMOVED_DELETED);
+        ASSERT_EQ_UINT(r.ev[events].slot, slot_of[k]);
+        owner[slot_of[k]] = UINT32_MAX;
+        slot_of[k] = 0;
+        memmove(order + pos, order + pos + 1, (n - pos - 1) * sizeof *order);
+        n--;
+        events++;
+      } else {
+        ASSERT_EQ_INT(rc, AC_ENOENT);
+      }
+    }
+    ASSERT_EQ_UINT(r.n, events); /* nothing else was reported */
+    ASSERT_EQ_UINT(stats_of(s).size, n);
+
+    if (step % 100 == 99 || step == 2999) {
+      uint32_t *slots = malloc((n + 1) * sizeof *slots);
+      ASSERT_NOT_NULL(slots);
+      ASSERT_EQ_UINT(walk(s, slots, n + 1), n);
+      for (size_t i = 0; i < n; i++)
+        ASSERT_EQ_UINT(slots[i], slot_of[order[i]]);
+      free(slots);
+    }
+  }
+  recorder_reset(&r);
+  ac_store_free(s);
+  ASSERT_EQ_UINT(r.n, n);
+  ASSERT_EQ_UINT(count_why(&r, AC_REMOVED_CLEARED), n);
+  free(order);
+  free(slot_of);
+  free(owner);
+  recorder_free(&r);
+}
+
+/* Stores that never grow past their first 16 buckets and slots. */
+TEST(lru_matches_reference_model) {
+  /* A fixed seed makes the bucket layout, and so the run, reproducible. */
+  ac__hash_set_seed(0x9E3779B97F4A7C15ull, 0xD1B54A32D192ED03ull);
+  static const uint32_t sizes[] = {1, 2, 3, 4, 7, 15, 16};
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+    run_lru_model(sizes[i], 0x5eed0000u + i);
+}
+
+/* Stores that grow their slab and buckets while the model runs. */
+TEST(lru_matches_reference_model_while_growing) {
+  ac__hash_set_seed(0x9E3779B97F4A7C15ull, 0xD1B54A32D192ED03ull);
+  static const uint32_t sizes[] = {17, 31, 33, 100};
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+    run_lru_model(sizes[i], 0x5eed1000u + i);
+}
+
+TEST(ttl_lazy_expiry_on_get) {
+  recorder r = {0};
+  fake_now = 100;
+  ac_store_t *s = new_store(4, &r);
+  int64_t a = set_s(s, "a", 10);
+  ASSERT_CMP_INT(a, >, 0);
+  ASSERT_EQ_UINT(ac_store_ttl_count(s), 1);
+  ASSERT_NEAR(ac_store_ttl_left(s, (uint32_t)a), 10, 1e-9);
+
+  fake_now = 109.5;
+  ASSERT_EQ_UINT(get_s(s, "a"), a);
+  ASSERT_NEAR(ac_store_ttl_left(s, (uint32_t)a), 0.5, 1e-9);
+
+  fake_now = 110.5;
+  ASSERT_NEAR(ac_store_ttl_left(s, (uint32_t)a), 0, 0); /* expired */
+  ASSERT_EQ_UINT(r.n, 0); /* nobody looked yet: still there */
+  ASSERT_EQ_UINT(stats_of(s).size, 1);
+  ASSERT_EQ_UINT(get_s(s, "a"), 0);
+  ac_store_stats_t st = stats_of(s);
+  ASSERT_EQ_UINT(st.hits, 1);
+  ASSERT_EQ_UINT(st.misses, 1);
+  ASSERT_EQ_UINT(st.expirations, 1);
+  ASSERT_EQ_UINT(st.size, 0);
+  ASSERT_EQ_UINT(ac_store_ttl_count(s), 0);
+  ASSERT_EQ_UINT(r.n, 1);
+  ASSERT_EQ_INT(r.ev[0].why, AC_REMOVED_EXPIRED);
+  ASSERT_EQ_STR(r.ev[0].key, "a");
+  ASSERT_EQ_UINT(r.ev[0].slot, a);
+  ASSERT_NULL(ac_store_key(s, (uint32_t)a, NULL, NULL));
+
+  /* A second miss counts as a plain miss. */
+  ASSERT_EQ_UINT(get_s(s, "a"), 0);
+  st = stats_of(s);
+  ASSERT_EQ_UINT(st.misses, 2);
+  ASSERT_EQ_UINT(st.expirations, 1);
+  ASSERT_EQ_UINT(r.n, 1);
+  ac_store_free(s);
+  recorder_free(&r);
+}
+
+TEST(ttl_peek_does_not_remove_expired) {
+  recorder r = {0};
+  fake_now = 0.5;
+  ac_store_t *s = new_store(4, &r);
+  int64_t a = set_s(s, "a", 1);
+  fake_now = 2;
+  ASSERT_EQ_UINT(peek_s(s, "a"), 0);
+  ASSERT_EQ_UINT(r.n, 0);
+  ASSERT_EQ_UINT(stats_of(s).expirations, 0);
+  ASSERT_EQ_UINT(stats_of(s).misses, 0);
+  ASSERT_EQ_UINT(stats_of(s).size, 1);
+  ASSERT_EQ_UINT(get_s(s, "a"), 0);
+  ASSERT_EQ_UINT(r.n, 1);
+  ASSERT_EQ_UINT(r.ev[0].slot, a);
+  ac_store_free(s);
+  recorder_free(&r);
+}
+
+TEST(ttl_set_refreshes_deadline) {
+  recorder r = {0};
+  fake_now = 100;
+  ac_store_t *s = new_store(4, &r);
+  int64_t a = set_s(s, "a", 10); /* due at 110 */
+  fake_now = 105;
+  int is_new = -1;
+  ASSERT_EQ_INT(ac_store_set(s, 0, "a", 1, 10, &is_new), a); /* due at 115 */
+  ASSERT_EQ_INT(is_new, 0);
+  ASSERT_EQ_UINT(ac_store_ttl_count(s), 1); /* not counted twice */
+  fake_now = 112;
+  ASSERT_EQ_UINT(get_s(s, "a"), a);
+  ASSERT_NEAR(ac_store_ttl_left(s, (uint32_t)a), 3, 1e-9);
+  fake_now = 115.5;
+  ASSERT_EQ_UINT(get_s(s, "a"), 0);
+  ASSERT_EQ_UINT(r.n, 1);
+
+  /* A set without TTL lifts the deadline, a set with one puts it back. */
+  fake_now = 200;
+  int64_t b = set_s(s, "b", 5);
+  ASSERT_EQ_UINT(ac_store_ttl_count(s), 1);
+  ASSERT_EQ_INT(set_s(s, "b", 0), b);
+  ASSERT_EQ_UINT(ac_store_ttl_count(s), 0);
+  ASSERT_NEAR(ac_store_ttl_left(s, (uint32_t)b), INFINITY, 0);
+  fake_now = 1e6;
+  ASSERT_EQ_UINT(get_s(s, "b"), b);
+  ASSERT_EQ_INT(set_s(s, "b", 1), b);
+  ASSERT_EQ_UINT(ac_store_ttl_count(s), 1);
+  fake_now += 2;
+  ASSERT_EQ_UINT(get_s(s, "b"), 0);
+  ASSERT_EQ_UINT(ac_store_ttl_count(s), 0);
+  ASSERT_EQ_UINT(stats_of(s).expirations, 2);
+  ac_store_free(s);
+  recorder_free(&r);
+}
+
+TEST(ttl_zero_and_infinity_never_expire) {
+  recorder r = {0};
+  fake_now = 10;
+  ac_store_t *s = new_store(4, &r);
+  int64_t a = set_s(s, "a", 0);
+  int64_t b = set_s(s, "b", INFINITY);
+  ASSERT_CMP_INT(a, >, 0);
+  ASSERT_CMP_INT(b, >, 0);
+  ASSERT_EQ_UINT(ac_store_ttl_count(s), 0);
+  ASSERT_NEAR(ac_store_ttl_left(s, (uint32_t)a), INFINITY, 0);
+  ASSERT_NEAR(ac_store_ttl_left(s, (uint32_t)b), INFINITY, 0);
+  fake_now = 1e15;
+  ASSERT_EQ_UINT(ac_store_expire(s, 100), 0);
+  ASSERT_EQ_UINT(get_s(s, "a"), a);
+  ASSERT_EQ_UINT(get_s(s, "b"), b);
+  ASSERT_EQ_UINT(r.n, 0);
+  ASSERT_EQ_UINT(stats_of(s).expirations, 0);
+  ac_store_free(s);
+  recorder_free(&r);
+}
+
+TEST(ttl_negative_or_nan_is_invalid) {
+  fake_now = 10;
+  ac_store_t *s = new_store(4, NULL);
+  ASSERT_EQ_INT(set_s(s, "a", -1), AC_EINVAL);
+  ASSERT_EQ_INT(set_s(s, "a", -1e-300), AC_EINVAL);
+  ASSERT_EQ_INT(set_s(s, "a", -INFINITY), AC_EINVAL);
+  ASSERT_EQ_INT(set_s(s, "a", NAN), AC_EINVAL);
+  ASSERT_EQ_UINT(stats_of(s).size, 0);
+  ASSERT_EQ_UINT(get_s(s, "a"), 0);
+
+  /* On a live key a bad TTL changes nothing either. */
+  int64_t b = set_s(s, "b", 5);
+  ASSERT_EQ_INT(set_s(s, "b", NAN), AC_EINVAL);
+  ASSERT_EQ_INT(set_s(s, "b", -3), AC_EINVAL);
+  ASSERT_NEAR(ac_store_ttl_left(s, (uint32_t)b), 5, 1e-9);
+  ASSERT_EQ_UINT(ac_store_ttl_count(s), 1);
+  ac_store_free(s);
+}
+
+TEST(ttl_left_of_free_slots) {
+  fake_now = 10;
+  ac_store_t *s = new_store(4, NULL);
+  ASSERT_NEAR(ac_store_ttl_left(s, 0), 0, 0);
+  ASSERT_NEAR(ac_store_ttl_left(s, 1), 0, 0);
+  ASSERT_NEAR(ac_store_ttl_left(s, 5), 0, 0);
+  int64_t a = set_s(s, "a", 3);
+  ASSERT_EQ_INT(ac_store_delete(s, 0, "a", 1), 0);
+  ASSERT_NEAR(ac_store_ttl_left(s, (uint32_t)a), 0, 0);
+  ac_store_free(s);
+}
+
+TEST(expire_removes_unread_entries_and_frees_capacity) {
+  recorder r = {0};
+  fake_now = 0;
+  ac_store_t *s = new_store(8, &r);
+  static const char *const ttl_keys[] = {"t1", "t2", "t3", "t4", "t5", "t6"};
+  for (int i = 0; i < 6; i++) ASSERT_CMP_INT(set_s(s, ttl_keys[i], 10), >, 0);
+  int64_t p1 = set_s(s, "p1", 0);
+  int64_t p2 = set_s(s, "p2", 0);
+  ASSERT_EQ_UINT(stats_of(s).size, 8);
+  ASSERT_EQ_UINT(ac_store_ttl_count(s), 6);
+
+  fake_now = 5; /* nothing due yet */
+  ASSERT_EQ_UINT(ac_store_expire(s, 100), 0);
+  ASSERT_EQ_UINT(r.n, 0);
+
+  fake_now = 11;
+  ASSERT_EQ_UINT(ac_store_expire(s, 100), 6);
+  ASSERT_EQ_UINT(r.n, 6);
+  ASSERT_EQ_UINT(count_why(&r, AC_REMOVED_EXPIRED), 6);
+  ac_store_stats_t st = stats_of(s);
+  ASSERT_EQ_UINT(st.size, 2);
+  ASSERT_EQ_UINT(st.expirations, 6);
+  ASSERT_EQ_UINT(st.hits, 0);
+  ASSERT_EQ_UINT(st.misses, 0);
+  ASSERT_EQ_UINT(ac_store_ttl_count(s), 0);
+  for (int i = 0; i < 6; i++) ASSERT_EQ_UINT(peek_s(s, ttl_keys[i]), 0);
+
+  /* The freed capacity takes six new keys without evicting p1 or p2, and
+   * the new keys get the freed slots. */
+  uint32_t used[9] = {0};
+  used[p1] = used[p2] = 1;
+  static const char *const fresh[] = {"n1", "n2", "n3", "n4", "n5", "n6"};
+  for (int i = 0; i < 6; i++) {
+    int64_t sl = set_s(s, fresh[i], 0);
+    ASSERT_CMP_INT(sl, >=, 1);
+    ASSERT_CMP_INT(sl, <=, 8);
+    ASSERT_EQ_UINT(used[sl], 0);
+    used[sl] = 1;
+  }
+  ASSERT_EQ_UINT(stats_of(s).evictions, 0);
+  ASSERT_EQ_UINT(r.n, 6);
+  ASSERT_EQ_UINT(get_s(s, "p1"), p1);
+  ASSERT_EQ_UINT(get_s(s, "p2"), p2);
+  ASSERT_EQ_UINT(stats_of(s).size, 8);
+  ac_store_free(s);
+  recorder_free(&r);
+}
+
+TEST(expire_sweeps_in_bounded_steps_and_wraps) {
+  recorder r = {0};
+  fake_now = 0;
+  ac_store_t *s = new_store(10, &r);
+  int64_t slot[10];
+  char key[8];
+  /* k0..k7 live to 100, k8 and k9 only to 5. */
+  for (int i = 0; i < 10; i++) {
+    snprintf(key, sizeof key, "k%d", i);
+    slot[i] = set_s(s, key, i < 8 ? 100 : 5);
+    ASSERT_EQ_INT(slot[i], i + 1); /* a fresh store hands out 1, 2, ... */
+  }
+  fake_now = 10;
+  ASSERT_EQ_UINT(ac_store_expire(s, 0), 0);
+  ASSERT_EQ_UINT(ac_store_expire(s, 8), 0); /* slots 1..8: none due */
+  ASSERT_EQ_UINT(r.n, 0);
+  ASSERT_EQ_UINT(ac_store_expire(s, 4), 2); /* 9, 10, then 1, 2 */
+  ASSERT_EQ_UINT(r.n, 2);
+  ASSERT_EQ_STR(r.ev[0].key, "k8");
+  ASSERT_EQ_STR(r.ev[1].key, "k9");
+
+  /* k0 (slot 1, just checked) gets a deadline of 11: the sweep must come
+   * around again to find it, and a single step does not reach it. */
+  ASSERT_EQ_INT(set_s(s, "k0", 1), slot[0]);
+  fake_now = 20;
+  ASSERT_EQ_UINT(ac_store_expire(s, 1), 0);  /* slot 3 */
+  ASSERT_EQ_UINT(ac_store_expire(s, 7), 0);  /* 4..10 */
+  ASSERT_EQ_UINT(ac_store_expire(s, 1), 1);  /* wraps to 1 */
+  ASSERT_EQ_UINT(r.n, 3);
+  ASSERT_EQ_STR(r.ev[2].key, "k0");
+  ASSERT_EQ_INT(r.ev[2].why, AC_REMOVED_EXPIRED);
+
+  /* Everything due: a sweep larger than the slab visits each slot once. */
+  fake_now = 1000;
+  ASSERT_EQ_UINT(ac_store_expire(s, 1000000), 7);
+  ASSERT_EQ_UINT(stats_of(s).size, 0);
+  ASSERT_EQ_UINT(stats_of(s).expirations, 10);
+  ASSERT_EQ_UINT(ac_store_ttl_count(s), 0);
+  ASSERT_EQ_UINT(ac_store_expire(s, 1000000), 0);
+  ac_store_free(s);
+  ASSERT_EQ_UINT(r.n, 10); /* nothing left to clear */
+  recorder_free(&r);
+}
+
+TEST(ttl_count_follows_every_removal) {
+  recorder r = {0};
+  fake_now = 0;
+  ac_store_t *s = new_store(3, &r);
+  set_s(s, "a", 5);
+  set_s(s, "b", 5);
+  set_s(s, "c", 0);
+  ASSERT_EQ_UINT(ac_store_ttl_count(s), 2);
+  ASSERT_EQ_INT(ac_store_delete(s, 0, "a", 1), 0);
+  ASSERT_EQ_UINT(ac_store_ttl_count(s), 1);
+  set_s(s, "d", 0);
+  set_s(s, "e", 0); /* evicts b, the least recent, which had a TTL */
+  ASSERT_EQ_STR(r.ev[r.n - 1].key, "b");
+  ASSERT_EQ_UINT(ac_store_ttl_count(s), 0);
+  set_s(s, "c", 7);
+  set_s(s, "d", 7);
+  ASSERT_EQ_UINT(ac_store_ttl_count(s), 2);
+  ac_store_clear(s);
+  ASSERT_EQ_UINT(ac_store_ttl_count(s), 0);
+  set_s(s, "x", 1);
+  ASSERT_EQ_UINT(ac_store_ttl_count(s), 1);
+  fake_now = 2;
+  ASSERT_EQ_UINT(get_s(s, "x"), 0);
+  ASSERT_EQ_UINT(ac_store_ttl_count(s), 0);
+  ac_store_free(s);
+  recorder_free(&r);
+}
+
+TEST(removal_callback_reasons) {
+  recorder r = {0};
+  fake_now = 0;
+  ac_store_t *s = new_store(2, &r);
+  int64_t a = ac_store_set(s, 7, "a", 1, 0, NULL);
+  int64_t b = set_s(s, "b", 1);
+  set_s(s, "b", 1); /* a replace is never reported */
+  ASSERT_EQ_UINT(r.n, 0);
+
+  int64_t c = set_s(s, "c", 0); /* evicts a (tag 7) */
+  ASSERT_EQ_UINT(r.n, 1);
+  ASSERT_EQ_INT(r.ev[0].why, AC_REMOVED_EVICTED);
+  ASSERT_EQ_UINT(r.ev[0].slot, a);
+  ASSERT_EQ_INT(r.ev[0].tag, 7);
+  ASSERT_EQ_STR(r.ev[0].key, "a");
+
+  fake_now = 5;
+  ASSERT_EQ_UINT(get_s(s, "b"), 0); /* lazy expiry */
+  ASSERT_EQ_UINT(r.n, 2);
+  ASSERT_EQ_INT(r.ev[1].why, AC_REMOVED_EXPIRED);
+  ASSERT_EQ_UINT(r.ev[1].slot, b);
+  ASSERT_EQ_STR(r.ev[1].key, "b");
+
+  ASSERT_EQ_INT(ac_store_delete(s, 0, "c", 1), 0);
+  ASSERT_EQ_UINT(r.n, 3);
+  ASSERT_EQ_INT(r.ev[2].why, AC_REMOVED_DELETED);
+  ASSERT_EQ_UINT(r.ev[2].slot, c);
+  ASSERT_EQ_STR(r.ev[2].key, "c");
+  ASSERT_EQ_INT(ac_store_delete(s, 0, "c", 1), AC_ENOENT);
+  ASSERT_EQ_UINT(r.n, 3);
+
+  set_s(s, "d", 1);
+  fake_now = 10;
+  ASSERT_EQ_UINT(ac_store_expire(s, 10), 1); /* active expiry */
+  ASSERT_EQ_UINT(r.n, 4);
+  ASSERT_EQ_INT(r.ev[3].why, AC_REMOVED_EXPIRED);
+  ASSERT_EQ_STR(r.ev[3].key, "d");
+
+  set_s(s, "e", 0);
+  set_s(s, "f", 0);
+  ac_store_clear(s);
+  ASSERT_EQ_UINT(r.n, 6);
+  ASSERT_EQ_INT(r.ev[4].why, AC_REMOVED_CLEARED);
+  ASSERT_EQ_INT(r.ev[5].why, AC_REMOVED_CLEARED);
+  ASSERT_TRUE(
+      (strcmp(r.ev[4].key, "e") == 0 && strcmp(r.ev[5].key, "f") == 0) ||
+      (strcmp(r.ev[4].key, "f") == 0 && strcmp(r.ev[5].key, "e") == 0));
+  ac_store_clear(s); /* empty: nothing to report */
+  ASSERT_EQ_UINT(r.n, 6);
+
+  set_s(s, "g", 0);
+  char big[40];
+  memset(big, 'G', sizeof big);
+  ac_store_set(s, 3, big, sizeof big, 0, NULL);
+  ac_store_free(s);
+  ASSERT_EQ_UINT(r.n, 8);
+  ASSERT_EQ_UINT(count_why(&r, AC_REMOVED_CLEARED), 4);
+  ASSERT_EQ_UINT(count_why(&r, AC_REMOVED_EVICTED), 1);
+  ASSERT_EQ_UINT(count_why(&r, AC_REMOVED_EXPIRED), 2);
+  ASSERT_EQ_UINT(count_why(&r, AC_REMOVED_DELETED), 1);
+  ASSERT_EQ_UINT(count_why(&r, AC_REMOVED_REPLACED), 0);
+  int saw_big = 0;
+  for (size_t i = 6; i < 8; i++)
+    if (r.ev[i].len == sizeof big) {
+      ASSERT_EQ_MEM(r.ev[i].key, big, sizeof big);
+      ASSERT_EQ_INT(r.ev[i].tag, 3);
+      saw_big++;
+    }
+  ASSERT_EQ_INT(saw_big, 1);
+  recorder_free(&r);
+}
+
+TEST(slots_are_stable_and_reused_only_after_removal) {
+  recorder r = {0};
+  ac_store_t *s = new_store(64, &r);
+  int64_t slot[40];
+  char key[16];
+  for (int i = 0; i < 40; i++) { /* crosses the slab's growth from 16 and 32 */
+    snprintf(key, sizeof key, "s%d", i);
+    slot[i] = set_s(s, key, 0);
+    ASSERT_CMP_INT(slot[i], >=, 1);
+    ASSERT_CMP_INT(slot[i], <=, 64);
+    for (int j = 0; j < i; j++) ASSERT_NE_INT(slot[i], slot[j]);
+  }
+  for (int round = 0; round < 3; round++)
+    for (int i = 0; i < 40; i++) {
+      snprintf(key, sizeof key, "s%d", i);
+      ASSERT_EQ_UINT(get_s(s, key), slot[i]);
+      ASSERT_EQ_INT(set_s(s, key, 0), slot[i]);
+    }
+  /* A freed slot is handed out again only after it was reported. */
+  ASSERT_EQ_INT(ac_store_delete(s, 0, "s17", 3), 0);
+  ASSERT_EQ_UINT(r.n, 1);
+  ASSERT_EQ_UINT(r.ev[0].slot, slot[17]);
+  int64_t again = set_s(s, "new", 0);
+  ASSERT_CMP_INT(again, >, 0);
+  for (int i = 0; i < 40; i++)
+    if (i != 17) ASSERT_NE_INT(again, slot[i]);
+  for (int i = 0; i < 40; i++) {
+    if (i == 17) continue;
+    snprintf(key, sizeof key, "s%d", i);
+    ASSERT_EQ_UINT(peek_s(s, key), slot[i]);
+  }
+  ac_store_free(s);
+  recorder_free(&r);
+}
+
+TEST(delete_and_clear) {
+  recorder r = {0};
+  ac_store_t *s = new_store(8, &r);
+  ASSERT_EQ_INT(ac_store_delete(s, 0, "nope", 4), AC_ENOENT);
+  set_s(s, "a", 0);
+  set_s(s, "b", 0);
+  set_s(s, "c", 0);
+  ASSERT_EQ_INT(ac_store_delete(s, 0, "b", 1), 0);
+  ASSERT_EQ_INT(ac_store_delete(s, 0, "b", 1), AC_ENOENT);
+  ASSERT_EQ_UINT(get_s(s, "b"), 0);
+  ASSERT_CMP_UINT(get_s(s, "a"), >, 0);
+  ASSERT_CMP_UINT(get_s(s, "c"), >, 0);
+  ASSERT_EQ_UINT(stats_of(s).size, 2);
+  static const char *const order[] = {"c", "a"};
+  assert_mru_keys(s, order, 2);
+
+  ac_store_clear(s);
+  ASSERT_EQ_UINT(stats_of(s).size, 0);
+  ASSERT_EQ_UINT(get_s(s, "a"), 0);
+  ASSERT_EQ_UINT(get_s(s, "c"), 0);
+  ASSERT_EQ_UINT(ac_store_next_mru(s, 0), 0);
+  ASSERT_EQ_UINT(r.n, 3);
+
+  /* Usable after a clear, up to maxsize again without evicting. */
+  char key[8];
+  for (int i = 0; i < 8; i++) {
+    snprintf(key, sizeof key, "n%d", i);
+    int64_t sl = set_s(s, key, 0);
+    ASSERT_CMP_INT(sl, >=, 1);
+    ASSERT_CMP_INT(sl, <=, 8);
+  }
+  ASSERT_EQ_UINT(stats_of(s).evictions, 0);
+  for (int i = 0; i < 8; i++) {
+    snprintf(key, sizeof key, "n%d", i);
+    ASSERT_CMP_UINT(get_s(s, key), >, 0);
+  }
+  ASSERT_EQ_UINT(r.n, 3);
+  ac_store_free(s);
+  recorder_free(&r);
+}
+
+TEST(stats_counters) {
+  fake_now = 0;
+  ac_store_t *s = new_store(2, NULL);
+  ac_store_stats_t st = stats_of(s);
+  ASSERT_EQ_UINT(st.hits, 0);
+  ASSERT_EQ_UINT(st.misses, 0);
+  ASSERT_EQ_UINT(st.evictions, 0);
+  ASSERT_EQ_UINT(st.expirations, 0);
+  ASSERT_EQ_UINT(st.size, 0);
+  ASSERT_EQ_UINT(st.maxsize, 2);
+
+  get_s(s, "a");                /* miss */
+  set_s(s, "a", 1);
+  get_s(s, "a");                /* hit */
+  get_s(s, "a");                /* hit */
+  set_s(s, "b", 0);
+  set_s(s, "c", 0);             /* evicts a */
+  get_s(s, "a");                /* miss */
+  set_s(s, "d", 1);             /* evicts b */
+  fake_now = 2;
+  get_s(s, "d");                /* expired: expiration + miss */
+  peek_s(s, "c");               /* nothing */
+  st = stats_of(s);
+  ASSERT_EQ_UINT(st.hits, 2);
+  ASSERT_EQ_UINT(st.misses, 3);
+  ASSERT_EQ_UINT(st.evictions, 2);
+  ASSERT_EQ_UINT(st.expirations, 1);
+  ASSERT_EQ_UINT(st.size, 1);
+
+  ac_store_reset_stats(s);
+  st = stats_of(s);
+  ASSERT_EQ_UINT(st.hits, 0);
+  ASSERT_EQ_UINT(st.misses, 0);
+  ASSERT_EQ_UINT(st.evictions, 0);
+  ASSERT_EQ_UINT(st.expirations, 0);
+  ASSERT_EQ_UINT(st.size, 1); /* size is state, not a counter */
+  ASSERT_EQ_UINT(st.maxsize, 2);
+  ASSERT_CMP_UINT(get_s(s, "c"), >, 0);
+  ASSERT_EQ_UINT(stats_of(s).hits, 1);
+  ac_store_free(s);
+}
+
+TEST(next_mru_walk_order) {
+  ac_store_t *s = new_store(8, NULL);
+  ASSERT_EQ_UINT(ac_store_next_mru(s, 0), 0); /* empty */
+  int64_t a = set_s(s, "a", 0);
+  set_s(s, "b", 0);
+  set_s(s, "c", 0);
+  set_s(s, "d", 0);
+  static const char *const o1[] = {"d", "c", "b", "a"};
+  assert_mru_keys(s, o1, 4);
+  get_s(s, "b");
+  set_s(s, "a", 0);
+  static const char *const o2[] = {"a", "b", "d", "c"};
+  assert_mru_keys(s, o2, 4);
+  peek_s(s, "c");
+  assert_mru_keys(s, o2, 4);
+  get_s(s, "a"); /* already most recent: no change */
+  assert_mru_keys(s, o2, 4);
+  get_s(s, "c"); /* the tail to the head */
+  static const char *const o3[] = {"c", "a", "b", "d"};
+  assert_mru_keys(s, o3, 4);
+  ac_store_delete(s, 0, "b", 1); /* from the middle */
+  static const char *const o4[] = {"c", "a", "d"};
+  assert_mru_keys(s, o4, 3);
+  ac_store_delete(s, 0, "c", 1); /* the head */
+  ac_store_delete(s, 0, "d", 1); /* the tail */
+  static const char *const o5[] = {"a"};
+  assert_mru_keys(s, o5, 1);
+  ASSERT_EQ_UINT(ac_store_next_mru(s, (uint32_t)a), 0);
+  ac_store_free(s);
+}
+
+TEST(memory_grows_with_entries) {
+  ac_store_t *s = new_store(10000, NULL);
+  size_t m0 = ac_store_memory(s);
+  ASSERT_CMP_UINT(m0, >, 0);
+  char key[16];
+  size_t prev = m0;
+  for (int i = 0; i < 5000; i++) {
+    snprintf(key, sizeof key, "m%d", i);
+    set_s(s, key, 0);
+    size_t m = ac_store_memory(s);
+    ASSERT_CMP_UINT(m, >=, prev);
+    prev = m;
+  }
+  /* At least the 5000 entries' worth of bytes. */
+  ASSERT_CMP_UINT(prev, >=, m0 + 5000 * 20);
+
+  /* An out-of-line key adds at least its length, and gives it back. */
+  char big[4096];
+  memset(big, 'B', sizeof big);
+  size_t before = ac_store_memory(s);
+  ASSERT_CMP_INT(ac_store_set(s, 0, big, sizeof big, 0, NULL), >, 0);
+  size_t with = ac_store_memory(s);
+  ASSERT_CMP_UINT(with, >=, before + sizeof big);
+  ASSERT_EQ_INT(ac_store_delete(s, 0, big, sizeof big), 0);
+  ASSERT_EQ_UINT(ac_store_memory(s), before);
+  ac_store_free(s);
+}
+
+/* Brute-forces n keys of the form "<prefix><counter>" whose hash under the
+ * current seed has the same low `bits` bits as the first key found.  Keys
+ * are written into keys[i] (at most 24 bytes each). */
+static void collide_keys(const char *prefix, int bits, char (*keys)[24],
+                         size_t *lens, int n) {
+  uint32_t mask = (1u << bits) - 1, target = 0;
+  int found = 0;
+  char buf[24];
+  for (uint64_t i = 0; found < n; i++) {
+    int len = snprintf(buf, sizeof buf, "%s%" PRIu64, prefix, i);
+    uint32_t h = (uint32_t)ac__hash(0, buf, (size_t)len) & mask;
+    if (found == 0) target = h;
+    if (h != target) continue;
+    memcpy(keys[found], buf, (size_t)len);
+    lens[found] = (size_t)len;
+    found++;
+  }
+}
+
+TEST(colliding_keys_in_one_chain_are_all_found) {
+  ac__hash_set_seed(0x1111222233334444ull, 0x5555666677778888ull);
+  enum { N = 48 };
+  static char keys[N][24];
+  static size_t lens[N];
+  collide_keys("c", 10, keys, lens, N);
+  recorder r = {0};
+  ac_store_t *s = new_store(64, &r);
+  int64_t slot[N];
+  for (int i = 0; i < N; i++) {
+    int is_new = 0;
+    slot[i] = ac_store_set(s, 0, keys[i], lens[i], 0, &is_new);
+    ASSERT_CMP_INT(slot[i], >, 0);
+    ASSERT_EQ_INT(is_new, 1);
+  }
+  set_s(s, "other", 0);
+  ASSERT_EQ_UINT(ac_store_longest_chain(s), N); /* one bucket holds them all */
+  for (int i = 0; i < N; i++)
+    ASSERT_EQ_UINT(ac_store_get(s, 0, keys[i], lens[i]), slot[i]);
+  /* Out of the middle, the first and the last inserted. */
+  static const int gone[] = {N / 2, 0, N - 1};
+  for (int g = 0; g < 3; g++)
+    ASSERT_EQ_INT(ac_store_delete(s, 0, keys[gone[g]], lens[gone[g]]), 0);
+  ASSERT_EQ_UINT(ac_store_longest_chain(s), N - 3);
+  for (int i = 0; i < N; i++) {
+    int deleted = i == N / 2 || i == 0 || i == N - 1;
+    ASSERT_EQ_UINT(ac_store_get(s, 0, keys[i], lens[i]), deleted ? 0 : slot[i]);
+  }
+  ASSERT_CMP_UINT(get_s(s, "other"), >, 0);
+  ASSERT_EQ_UINT(r.n, 3);
+  ac_store_free(s);
+  recorder_free(&r);
+}
+
+/* Inserts the keys into a fresh store of 1024 and returns its longest
+ * chain, after checking every key is there. */
+static uint32_t chain_for(char (*keys)[24], const size_t *lens, int n) {
+  ac_store_t *s = new_store(1024, NULL);
+  int64_t *slot = malloc((size_t)n * sizeof *slot);
+  ASSERT_NOT_NULL(slot);
+  for (int i = 0; i < n; i++) {
+    slot[i] = ac_store_set(s, 0, keys[i], lens[i], 0, NULL);
+    ASSERT_CMP_INT(slot[i], >, 0);
+  }
+  ASSERT_EQ_UINT(stats_of(s).size, n);
+  for (int i = 0; i < n; i++)
+    ASSERT_EQ_UINT(ac_store_peek(s, 0, keys[i], lens[i]), slot[i]);
+  uint32_t longest = ac_store_longest_chain(s);
+  free(slot);
+  ac_store_free(s);
+  return longest;
+}
+
+TEST(hash_flooding_fails_without_the_seed) {
+  enum { N = 1000 };
+  static char keys[N][24];
+  static size_t lens[N];
+  /* An attacker who knows the seed crafts 1000 keys with equal low 10 bits:
+   * in a store of 1024 (1024 buckets once full) they share one bucket. */
+  const uint64_t k0 = 0x0706050403020100ull, k1 = 0x0f0e0d0c0b0a0908ull;
+  ac__hash_set_seed(k0, k1);
+  collide_keys("flood-", 10, keys, lens, N);
+  uint32_t attacked = chain_for(keys, lens, N);
+  ASSERT_CMP_UINT(attacked, >=, N);
+
+  /* The same keys against the seeds other processes draw: a chain no longer
+   * than a random placement gives (1000 keys in 1024 buckets: a chain of 9
+   * has a probability below 1e-3, these seeds are fixed so the test is
+   * reproducible). */
+  uint64_t rs = 0xA5A5A5A5DEADBEEFull;
+  for (int t = 0; t < 8; t++) {
+    uint64_t a = rnd_next(&rs), b = rnd_next(&rs);
+    ac__hash_set_seed(a, b);
+    uint32_t longest = chain_for(keys, lens, N);
+    ASSERT_CMP_UINT(longest, <=, 8);
+  }
+  /* And one seed from the OS, as a fresh process gets it (bound looser so
+   * the test cannot flake: a chain of 13 has a probability below 1e-7). */
+  uint64_t k[2];
+  ASSERT_EQ_INT(getrandom(k, sizeof k, 0), (ssize_t)sizeof k);
+  ac__hash_set_seed(k[0], k[1]);
+  ASSERT_CMP_UINT(chain_for(keys, lens, N), <=, 12);
+
+  /* The attack is reproducible only under its own seed. */
+  ac__hash_set_seed(k0, k1);
+  ASSERT_CMP_UINT(chain_for(keys, lens, N), >=, N);
+}
+
+/* Forks a child that hashes a fixed key with whatever seed it has and
+ * reports the hash. */
+static uint64_t hash_in_child(void) {
+  int fd[2];
+  ASSERT_EQ_INT(pipe(fd), 0);
+  fflush(stdout);
+  fflush(stderr);
+  pid_t pid = fork();
+  ASSERT_CMP_INT(pid, >=, 0);
+  if (pid == 0) {
+    close(fd[0]);
+    uint64_t h = ac__hash(0, "the same key", 12);
+    ssize_t w = write(fd[1], &h, sizeof h);
+    _exit(w == (ssize_t)sizeof h ? 0 : 1);
+  }
+  close(fd[1]);
+  uint64_t h = 0;
+  ASSERT_EQ_INT(read(fd[0], &h, sizeof h), (ssize_t)sizeof h);
+  close(fd[0]);
+  int status = 0;
+  ASSERT_EQ_INT(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  return h;
+}
+
+TEST(each_process_draws_its_own_seed) {
+  /* This process has not hashed yet, so no seed is drawn: each child draws
+   * its own on its first hash, as separate processes do. */
+  uint64_t h1 = hash_in_child();
+  uint64_t h2 = hash_in_child();
+  uint64_t h3 = hash_in_child();
+  ASSERT_CMP_HEX(h1, !=, h2);
+  ASSERT_CMP_HEX(h1, !=, h3);
+  ASSERT_CMP_HEX(h2, !=, h3);
+  uint64_t mine = ac__hash(0, "the same key", 12);
+  ASSERT_CMP_HEX(mine, !=, h1);
+  ASSERT_CMP_HEX(mine, !=, h2);
+  ASSERT_CMP_HEX(mine, ==, ac__hash(0, "the same key", 12)); /* stable */
+  /* Keyed for real: not the hash under an all-zero key. */
+  ac__hash_set_seed(0, 0);
+  uint64_t unkeyed = ac__hash(0, "the same key", 12);
+  ASSERT_CMP_HEX(mine, !=, unkeyed);
+  ASSERT_CMP_HEX(h1, !=, unkeyed);
+  /* The tag is part of the input. */
+  ASSERT_CMP_HEX(ac__hash(0, "k", 1), !=, ac__hash(1, "k", 1));
+}
+
+/* Many keys through several doublings of the slab and the buckets: every
+ * key stays findable. */
+static void fill_and_check(uint32_t maxsize, int n) {
+  ac__hash_set_seed(0x5851F42D4C957F2Dull, 0x14057B7EF767814Full);
+  ac_store_t *s = new_store(maxsize, NULL);
+  int64_t *slot = malloc((size_t)n * sizeof *slot);
+  ASSERT_NOT_NULL(slot);
+  char key[24];
+  for (int i = 0; i < n; i++) {
+    snprintf(key, sizeof key, "grow-%d", i);
+    slot[i] = set_s(s, key, 0);
+    ASSERT_CMP_INT(slot[i], >, 0);
+    for (int j = 0; j <= i; j++) { /* every key so far, after each insert */
+      snprintf(key, sizeof key, "grow-%d", j);
+      if (ac_store_peek(s, 0, key, strlen(key)) != slot[j])
+        FAIL("after inserting key %d of %d, key %d (\"%s\", slot %" PRId64
+             ") is lost; peek gives %u",
+             i, n, j, key, slot[j], ac_store_peek(s, 0, key, strlen(key)));
+    }
+  }
+  ASSERT_EQ_UINT(stats_of(s).size, n);
+  ASSERT_CMP_UINT(ac_store_longest_chain(s), <=, 16);
+  free(slot);
+  ac_store_free(s);
+}
+
+TEST(growth_keeps_every_key) { fill_and_check(100000, 600); }
+
+/* The same with an allocator that returns dirty memory, as a reused heap
+ * block does: growing the slab must not read entries it has not written. */
+TEST(growth_keeps_every_key_with_dirty_memory) {
+  ASSERT_EQ_INT(
+      ac_replace_allocator(dirty_malloc, dirty_realloc, dirty_free), 0);
+  fill_and_check(100000, 600);
+  restore_allocator();
+}
+
+TEST(replace_allocator_rejects_null) {
+  ASSERT_EQ_INT(ac_replace_allocator(NULL, realloc, free), AC_EINVAL);
+  ASSERT_EQ_INT(ac_replace_allocator(malloc, NULL, free), AC_EINVAL);
+  ASSERT_EQ_INT(ac_replace_allocator(malloc, realloc, NULL), AC_EINVAL);
+  /* The current allocator stays in place. */
+  install_counting_allocator();
+  ASSERT_EQ_INT(ac_replace_allocator(NULL, NULL, NULL), AC_EINVAL);
+  ac_store_t *s = new_store(4, NULL);
+  ASSERT_CMP_INT(live_blocks, >, 0);
+  ac_store_free(s);
+  ASSERT_EQ_INT(live_blocks, 0);
+  restore_allocator();
+}
+
+TEST(new_fails_cleanly_when_out_of_memory) {
+  install_counting_allocator();
+  ac_store_options_t o = {16, NULL, NULL, fake_clock};
+  /* Fail the first allocation, then the second: both report AC_ENOMEM and
+   * leave nothing allocated. */
+  for (int nth = 1; nth <= 2; nth++) {
+    alloc_calls = 0;
+    fail_at = nth;
+    fail_all = 0;
+    int err = 0;
+    ASSERT_NULL(ac_store_new(&o, &err));
+    ASSERT_EQ_INT(err, AC_ENOMEM);
+    ASSERT_EQ_INT(live_blocks, 0);
+    ASSERT_CMP_INT(alloc_calls, >=, nth); /* the failure was reached */
+  }
+  disarm_failure();
+  int err = 1;
+  ac_store_t *s = ac_store_new(&o, &err);
+  ASSERT_NOT_NULL(s);
+  ASSERT_EQ_INT(err, 0);
+  ac_store_free(s);
+  ASSERT_EQ_INT(live_blocks, 0);
+  restore_allocator();
+}
+
+TEST(set_fails_cleanly_when_out_of_memory) {
+  recorder r = {0};
+  install_counting_allocator();
+  ac_store_t *s = new_store(4, &r);
+  set_s(s, "a", 0);
+  set_s(s, "b", 0);
+  set_s(s, "c", 0);
+  set_s(s, "d", 0); /* full: a new key would evict "a" */
+  get_s(s, "b");
+  ac_store_stats_t before = stats_of(s);
+  size_t mem = ac_store_memory(s);
+  long blocks = live_blocks;
+  static const char *const order[] = {"b", "d", "c", "a"};
+  assert_mru_keys(s, order, 4);
+
+  char big[64];
+  memset(big, 'K', sizeof big);
+  arm_failure(1);
+  ASSERT_EQ_INT(ac_store_set(s, 0, big, sizeof big, 0, NULL), AC_ENOMEM);
+  disarm_failure();
+
+  /* Unchanged: nothing evicted or reported, same order, same memory. */
+  ASSERT_EQ_UINT(r.n, 0);
+  ac_store_stats_t after = stats_of(s);
+  ASSERT_EQ_UINT(after.size, before.size);
+  ASSERT_EQ_UINT(after.evictions, before.evictions);
+  ASSERT_EQ_UINT(after.hits, before.hits);
+  ASSERT_EQ_UINT(after.misses, before.misses);
+  ASSERT_EQ_UINT(ac_store_memory(s), mem);
+  ASSERT_EQ_INT(live_blocks, blocks);
+  assert_mru_keys(s, order, 4);
+  ASSERT_EQ_UINT(ac_store_peek(s, 0, big, sizeof big), 0);
+
+  /* Still usable: the same set now succeeds and evicts "a". */
+  int is_new = 0;
+  int64_t sl = ac_store_set(s, 0, big, sizeof big, 0, &is_new);
+  ASSERT_CMP_INT(sl, >, 0);
+  ASSERT_EQ_INT(is_new, 1);
+  ASSERT_EQ_UINT(r.n, 1);
+  ASSERT_EQ_STR(r.ev[0].key, "a");
+  ASSERT_EQ_UINT(ac_store_get(s, 0, big, sizeof big), sl);
+  ac_store_free(s);
+  ASSERT_EQ_INT(live_blocks, 0);
+  restore_allocator();
+  recorder_free(&r);
+}
+
+TEST(slab_growth_fails_cleanly_when_out_of_memory) {
+  recorder r = {0};
+  install_counting_allocator();
+  ac_store_t *s = new_store(100, &r);
+  char key[16];
+  for (int i = 0; i < 16; i++) { /* the first slab holds 16 */
+    snprintf(key, sizeof key, "g%d", i);
+    ASSERT_CMP_INT(set_s(s, key, 0), >, 0);
+  }
+  size_t mem = ac_store_memory(s);
+  arm_failure(1); /* everything fails: the slab cannot grow */
+  ASSERT_EQ_INT(set_s(s, "g16", 0), AC_ENOMEM);
+  ASSERT_EQ_INT(set_s(s, "a-key-longer-than-eighteen", 0), AC_ENOMEM);
+  disarm_failure();
+  ASSERT_EQ_UINT(stats_of(s).size, 16);
+  ASSERT_EQ_UINT(ac_store_memory(s), mem);
+  ASSERT_EQ_UINT(peek_s(s, "g16"), 0);
+  ASSERT_EQ_UINT(r.n, 0);
+  for (int i = 0; i < 16; i++) {
+    snprintf(key, sizeof key, "g%d", i);
+    ASSERT_CMP_UINT(peek_s(s, key), >, 0);
+  }
+  /* Afterwards the store grows normally. */
+  for (int i = 16; i < 100; i++) {
+    snprintf(key, sizeof key, "g%d", i);
+    ASSERT_CMP_INT(set_s(s, key, 0), >, 0);
+  }
+  for (int i = 0; i < 100; i++) {
+    snprintf(key, sizeof key, "g%d", i);
+    ASSERT_CMP_UINT(peek_s(s, key), >, 0);
+  }
+  ASSERT_EQ_UINT(r.n, 0);
+  ac_store_free(s);
+  ASSERT_EQ_INT(live_blocks, 0);
+  restore_allocator();
+  recorder_free(&r);
+}
+
+/* The bucket array fails to double: a harmless failure, chains get longer
+ * and nothing is lost. */
+TEST(bucket_growth_failure_is_harmless) {
+  install_counting_allocator();
+  ac_store_t *s = new_store(64, NULL);
+  char key[16];
+  for (int i = 0; i < 32; i++) { /* slab of 32; 16 buckets */
+    snprintf(key, sizeof key, "b%d", i);
+    if (i == 16) {
+      /* The 17th key: the slab must grow (call 1, a realloc) and the
+       * buckets double (call 2): fail only the buckets. */
+      alloc_calls = 0;
+      fail_at = 2;
+      fail_all = 0;
+    }
+    ASSERT_CMP_INT(set_s(s, key, 0), >, 0);
+    if (i == 16) {
+      ASSERT_EQ_INT(alloc_calls, 2); /* the failure was reached */
+      disarm_failure();
+    }
+  }
+  for (int i = 0; i < 32; i++) {
+    snprintf(key, sizeof key, "b%d", i);
+    ASSERT_CMP_UINT(peek_s(s, key), >, 0);
+  }
+  ASSERT_EQ_UINT(stats_of(s).size, 32);
+  ac_store_free(s);
+  ASSERT_EQ_INT(live_blocks, 0);
+  restore_allocator();
+}
