@@ -364,6 +364,12 @@ static int cache_close(lua_State *L) {
   return 0;
 }
 
+static int cache_is_closed(lua_State *L) {
+  lcache *c = luaL_checkudata(L, 1, CACHE_MT);
+  lua_pushboolean(L, c->closed);
+  return 1;
+}
+
 static int cache_tostring(lua_State *L) {
   lcache *c = luaL_checkudata(L, 1, CACHE_MT);
   if (c->closed) {
@@ -437,7 +443,7 @@ void lcache_open(lua_State *L) {
       {"set", cache_set},
       {"delete", cache_delete},   {"clear", cache_clear},
       {"contains", cache_contains}, {"get_metrics", cache_metrics},
-      {"close", cache_close},     {NULL, NULL}};
+      {"close", cache_close},     {"is_closed", cache_is_closed},     {NULL, NULL}};
   if (luaL_newmetatable(L, CACHE_MT)) {
     luaL_newlib(L, methods);
     lua_pushvalue(L, -1);

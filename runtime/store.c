@@ -285,6 +285,11 @@ int64_t ac_store_set(ac_store_t *s, int tag, const void *key, size_t len,
 int ac_store_delete(ac_store_t *s, int tag, const void *key, size_t len) {
   uint32_t i = find(s, (uint32_t)ac__hash(tag, key, len), tag, key, len);
   if (i == 0) return AC_ENOENT;
+  if (expired(s, &s->e[i])) { /* already dead: nobody could read it */
+    s->expirations++;
+    remove_entry(s, i, AC_REMOVED_EXPIRED);
+    return AC_ENOENT;
+  }
   remove_entry(s, i, AC_REMOVED_DELETED);
   return 0;
 }

@@ -11,6 +11,9 @@
 -- built from them live here.
 local core = require "cache.core"
 local runtime = require "cache.runtime"
+local util = require "cache.util"
+
+local callable, describe = util.callable, util.describe
 
 local type, pairs, error, tostring = type, pairs, error, tostring
 local huge = math.huge
@@ -25,7 +28,7 @@ local methods = core.cache_methods
 local function check_positive(opts, name, level)
   local v = opts[name]
   if v ~= nil and (type(v) ~= "number" or not (v > 0)) then
-    error(("opts.%s must be a positive number, got %s"):format(name, tostring(v)), level + 1)
+    error(("opts.%s must be a positive number, got %s"):format(name, describe(v)), level + 1)
   end
   return v
 end
@@ -36,11 +39,7 @@ local ASYNC_CACHE_OPTIONS = { maxsize = true, default_ttl = true, load_timeout =
 local DEFAULT_BATCH_WINDOW_MS = 5
 local DEFAULT_MAX_BATCH_SIZE = 100
 
-local function callable(f)
-  if type(f) == "function" then return true end
-  local mt = getmetatable(f)
-  return type(mt) == "table" and mt.__call ~= nil
-end
+
 
 --- Checks the options of a cache; errors are raised at the given stack
 -- level (2: the caller of check).  Returns the arguments of core.new_cache.
@@ -73,9 +72,9 @@ function _M.check(opts, level)
   if maxsize == nil then
     maxsize = DEFAULT_MAXSIZE
   elseif type(maxsize) ~= "number" or maxsize ~= math.floor(maxsize) then
-    error("opts.maxsize must be a positive integer, got " .. tostring(maxsize), level)
+    error("opts.maxsize must be a positive integer, got " .. describe(maxsize), level)
   elseif maxsize < 1 or maxsize > 0x7fffffff then
-    error("opts.maxsize must be between 1 and 2147483647, got " .. tostring(maxsize), level)
+    error("opts.maxsize must be between 1 and 2147483647, got " .. describe(maxsize), level)
   end
   local default_ttl = check_positive(opts, "default_ttl", level)
   local load_timeout = check_positive(opts, "load_timeout", level) or DEFAULT_LOAD_TIMEOUT
@@ -87,13 +86,13 @@ function _M.check(opts, level)
   if window == nil then
     window = DEFAULT_BATCH_WINDOW_MS
   elseif type(window) ~= "number" or not (window >= 0) or window == huge then
-    error("opts.batch_window_ms must be a non-negative number of milliseconds, got " .. tostring(window), level)
+    error("opts.batch_window_ms must be a non-negative number of milliseconds, got " .. describe(window), level)
   end
   local max_batch = opts.max_batch_size
   if max_batch == nil then
     max_batch = DEFAULT_MAX_BATCH_SIZE
   elseif math.type(max_batch) ~= "integer" or max_batch < 1 then
-    error("opts.max_batch_size must be a positive integer, got " .. tostring(max_batch), level)
+    error("opts.max_batch_size must be a positive integer, got " .. describe(max_batch), level)
   end
   return math.tointeger(maxsize), default_ttl or huge, load_timeout, batch_loader, window, max_batch
 end
@@ -110,9 +109,13 @@ function methods:warmup(loaders)
   if type(loaders) ~= "table" then
     error("cache:warmup(): loaders must be a table of key = loader, got " .. type(loaders), 2)
   end
+  if self:is_closed() then error("the cache is closed", 2) end
   local fns, keys = {}, {}
   for key, loader in pairs(loaders) do
-    if type(loader) ~= "function" then
+    if not util.is_key(key) then
+      error("cache:warmup(): key must be a string, number or boolean, got " .. describe(key), 2)
+    end
+    if not callable(loader) then
       error(("cache:warmup(): the loader for key %s must be a function, got %s"):format(
         tostring(key), type(loader)), 2)
     end

@@ -13,17 +13,14 @@
 -- f:bypass(...) (call and refresh the entry), f:cache(), f:func().
 local core = require "cache.core"
 local async_cache = require "cache.async_cache"
+local util = require "cache.util"
 
 local type, pairs, error, tostring = type, pairs, error, tostring
 local math_type = math.type
 
 local _M = {}
 
-local function callable(f)
-  if type(f) == "function" then return true end
-  local mt = getmetatable(f)
-  return type(mt) == "table" and mt.__call ~= nil
-end
+local callable, describe = util.callable, util.describe
 
 local function check_options(who, opts, allowed)
   if opts == nil then return {} end
@@ -37,7 +34,7 @@ local function check_options(who, opts, allowed)
   end
   local skip = opts.skip_args
   if skip ~= nil and (math_type(skip) ~= "integer" or skip < 0) then
-    error("opts.skip_args must be a non-negative integer, got " .. tostring(skip), 3)
+    error("opts.skip_args must be a non-negative integer, got " .. describe(skip), 3)
   end
   return opts
 end
@@ -78,7 +75,7 @@ function _M.AsyncTTL(opts)
   opts = check_options("cache.AsyncTTL", opts, TTL_OPTIONS)
   local ttl = opts.time_to_live
   if ttl ~= nil and (type(ttl) ~= "number" or not (ttl > 0)) then
-    error("opts.time_to_live must be a positive number of seconds or nil, got " .. tostring(ttl), 2)
+    error("opts.time_to_live must be a positive number of seconds or nil, got " .. describe(ttl), 2)
   end
   return decorator("cache.AsyncTTL", {
     maxsize = opts.maxsize or 1024,

@@ -18,17 +18,14 @@
 -- mutation has finished, successfully or not, so a read that started
 -- while the mutation ran cannot leave pre-mutation data in the cache.
 local core = require "cache.core"
+local util = require "cache.util"
 
 local type, error, select, tostring, pcall = type, error, select, tostring, pcall
 local pack, unpack = table.pack, table.unpack
 
 local _M = {}
 
-local function callable(f)
-  if type(f) == "function" then return true end
-  local mt = getmetatable(f)
-  return type(mt) == "table" and mt.__call ~= nil
-end
+local callable = util.callable
 
 -- How many arguments a call of the decorated function m takes, at most.
 local function arity(m)

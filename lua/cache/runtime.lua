@@ -37,6 +37,10 @@ function _M.gather(...)
   end
   local results, left = {}, fns.n
   if left == 0 then return results end
+  if not rt.can_wait() then
+    error("runtime.gather must wait for its functions, which needs a coroutine run by the cache runtime: "
+      .. "call it inside runtime.run(fn) or runtime.spawn(fn), or run the script with acache", 2)
+  end
   local done = rt.event()
   for i = 1, fns.n do
     rt.spawn(function()

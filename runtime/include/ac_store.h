@@ -79,7 +79,8 @@ AC_EXPORT uint32_t ac_store_peek(ac_store_t *s, int tag, const void *key,
 AC_EXPORT int64_t ac_store_set(ac_store_t *s, int tag, const void *key,
                                size_t len, double ttl, int *is_new);
 
-/* Removes a key. Returns 0, or AC_ENOENT when absent. */
+/* Removes a key. Returns 0, or AC_ENOENT when absent or expired (an
+ * expired entry is removed as an expiration). */
 AC_EXPORT int ac_store_delete(ac_store_t *s, int tag, const void *key,
                               size_t len);
 /* Removes every entry (reported as AC_REMOVED_CLEARED). */

@@ -1,0 +1,522 @@
+-- Specs of cache.runtime: coroutines on the libuv loop.
+--
+-- Every test drives the loop itself with runtime.run (not busted's async).
+-- Timing is only ever used to order events (a task sleeping 0.01 s wakes
+-- before one sleeping 0.05 s); no test asserts a duration.
+local runtime = require "cache.runtime"
+
+local run, spawn, sleep = runtime.run, runtime.spawn, runtime.sleep
+
+local NOT_IN_TASK = "must wait, which needs a coroutine run by the cache runtime: "
+  .. "call it inside runtime.run(fn) or runtime.spawn(fn), or run the script with acache"
+
+describe("cache.runtime", function()
+
+  describe(".run()", function()
+    it("returns every result of fn, nils included", function()
+      local a, b, c, d = run(function(x, y) return x + y, nil, "three", y end, 1, 2)
+      assert.equal(3, a)
+      assert.is_nil(b)
+      assert.equal("three", c)
+      assert.equal(2, d)
+      assert.equal(4, select("#", run(function() return 1, nil, 3, nil end)))
+      assert.equal(0, select("#", run(function() end)))
+    end)
+
+    it("passes its extra arguments to fn", function()
+      assert.same({ "a", nil, "c", n = 3 },
+        table.pack(run(function(...) return ... end, "a", nil, "c")))
+    end)
+
+    it("re-raises the error of fn", function()
+      assert.has_error(function()
+        run(function() error("boom") end)
+      end, "boom")
+    end)
+
+    it("re-raises an error of fn raised after it waited", function()
+      assert.has_error(function()
+        run(function() sleep(0.001); error("late boom") end)
+      end, "late boom")
+    end)
+
+    it("re-raises a non-string error object unchanged", function()
+      local obj = { code = 42 }
+      local ok, err = pcall(run, function() error(obj) end)
+      assert.is_false(ok)
+      assert.equal(obj, err)
+    end)
+
+    it("raises when fn is not a function", function()
+      assert.has_error(function() run(42) end,
+        "bad argument #1 to 'run' (function expected, got number)")
+    end)
+
+    it("runs fn in a coroutine the runtime can suspend", function()
+      local main = coroutine.running()
+      local co, ismain = run(function() return coroutine.running() end)
+      assert.is_false(ismain)
+      assert.are_not.equal(main, co)
+    end)
+
+    it("calls fn in place when called inside a task", function()
+      run(function()
+        local outer = coroutine.running()
+        local other_ran = false
+        spawn(function() other_ran = true end)
+        local inner, x, y = run(function(a, b)
+          return coroutine.running(), a * 2, b
+        end, 21, "b")
+        -- Same coroutine, and nothing else ran meanwhile: no yield happened.
+        assert.equal(outer, inner)
+        assert.equal(42, x)
+        assert.equal("b", y)
+        assert.is_false(other_ran)
+        -- fn called in place may still wait like any task.
+        local v = run(function() sleep(0.001); return "waited" end)
+        assert.equal("waited", v)
+        assert.is_true(other_ran)
+      end)
+    end)
+
+    it("re-raises the error of fn called in place", function()
+      run(function()
+        assert.has_error(function()
+          run(function() error("inner boom", 0) end)
+        end, "inner boom")
+      end)
+    end)
+
+    it("detects a deadlock: a task waiting on an event nobody sets", function()
+      assert.has_error(function()
+        run(function()
+          local ev = runtime.event()
+          ev:wait()
+        end)
+      end, "runtime.run: the function is waiting for something that can never "
+        .. "happen (no task is ready, no timer or I/O is pending)")
+      -- The runtime is still usable afterwards.
+      assert.equal("still fine", run(function() sleep(0.001); return "still fine" end))
+    end)
+
+    it("refuses to drive the loop from a plain coroutine inside a task", function()
+      run(function()
+        local co = coroutine.wrap(function()
+          return pcall(run, function() return 1 end)
+        end)
+        local ok, err = co()
+        assert.is_false(ok)
+        assert.matches("runtime.run cannot drive the loop from here", err, 1, true)
+      end)
+    end)
+  end)
+
+  describe(".spawn()", function()
+    it("runs fn later, not in place", function()
+      run(function()
+        local ran = false
+        spawn(function() ran = true end)
+        assert.is_false(ran)
+        sleep(0)
+        assert.is_true(ran)
+      end)
+    end)
+
+    it("passes its arguments to fn", function()
+      run(function()
+        local got
+        spawn(function(...) got = table.pack(...) end, 1, nil, "x")
+        sleep(0)
+        assert.same({ 1, nil, "x", n = 3 }, got)
+      end)
+    end)
+
+    it("returns the coroutine of the new task", function()
+      run(function()
+        local seen
+        local co = spawn(function() seen = coroutine.running() end)
+        assert.equal("thread", type(co))
+        sleep(0)
+        assert.equal(co, seen)
+      end)
+    end)
+
+    it("runs the spawned tasks in FIFO order", function()
+      run(function()
+        local order = {}
+        for i = 1, 10 do spawn(function() order[#order + 1] = i end) end
+        sleep(0)
+        assert.same({ 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 }, order)
+      end)
+    end)
+
+    it("can be called outside runtime.run: the task runs at the next run", function()
+      local ran = false
+      spawn(function() ran = true end)
+      assert.is_false(ran)
+      run(function() sleep(0) end)
+      assert.is_true(ran)
+    end)
+
+    it("raises when fn is not a function", function()
+      assert.has_error(function() spawn("nope") end,
+        "bad argument #1 to 'spawn' (function expected, got string)")
+    end)
+  end)
+
+  describe("a bare coroutine.yield() in a task", function()
+    it("lets the other tasks run, then carries on", function()
+      run(function()
+        local order = {}
+        spawn(function()
+          order[#order + 1] = "a1"
+          coroutine.yield()
+          order[#order + 1] = "a2"
+        end)
+        spawn(function() order[#order + 1] = "b" end)
+        sleep(0.001)
+        assert.same({ "a1", "b", "a2" }, order)
+      end)
+    end)
+
+    it("in the run task itself lets the spawned tasks run", function()
+      local order = {}
+      run(function()
+        spawn(function() order[#order + 1] = "spawned" end)
+        order[#order + 1] = "before"
+        coroutine.yield()
+        order[#order + 1] = "after"
+      end)
+      assert.same({ "before", "spawned", "after" }, order)
+    end)
+  end)
+
+  describe(".sleep()", function()
+    it("suspends only the caller: other tasks progress meanwhile", function()
+      run(function()
+        local ticks = 0
+        spawn(function()
+          for _ = 1, 5 do ticks = ticks + 1; coroutine.yield() end
+        end)
+        sleep(0.02)
+        assert.equal(5, ticks)
+      end)
+    end)
+
+    it("wakes the sleepers in the order of their wake-up times", function()
+      run(function()
+        local order = {}
+        local function sleeper(name, secs)
+          spawn(function() sleep(secs); order[#order + 1] = name end)
+        end
+        sleeper("slow", 0.09)
+        sleeper("fast", 0.01)
+        sleeper("medium", 0.05)
+        sleep(0.15)
+        assert.same({ "fast", "medium", "slow" }, order)
+      end)
+    end)
+
+    it("sleep(0) yields: the tasks already queued run first", function()
+      run(function()
+        local order = {}
+        spawn(function() order[#order + 1] = "other" end)
+        sleep(0)
+        order[#order + 1] = "me"
+        assert.same({ "other", "me" }, order)
+      end)
+    end)
+
+    it("returns nothing", function()
+      run(function()
+        assert.equal(0, select("#", sleep(0)))
+        assert.equal(0, select("#", sleep(0.001)))
+      end)
+    end)
+
+    it("raises on a negative, NaN or non-number argument", function()
+      run(function()
+        assert.has_error(function() sleep(-1) end,
+          "bad argument #1 to 'sleep' (seconds must be a non-negative number)")
+        assert.has_error(function() sleep(0 / 0) end,
+          "bad argument #1 to 'sleep' (seconds must be a non-negative number)")
+        assert.has_error(function() sleep("soon") end,
+          "bad argument #1 to 'sleep' (number expected, got string)")
+        assert.has_error(function() sleep() end,
+          "bad argument #1 to 'sleep' (number expected, got no value)")
+      end)
+    end)
+
+    it("outside a task raises the error naming runtime.run, runtime.spawn and acache", function()
+      assert.has_error(function() sleep(0.01) end, "runtime.sleep() " .. NOT_IN_TASK)
+    end)
+
+    it("inside a plain coroutine (not a task) raises the same error", function()
+      run(function()
+        local ok, err = coroutine.wrap(function() return pcall(sleep, 0.01) end)()
+        assert.is_false(ok)
+        assert.equal("runtime.sleep() " .. NOT_IN_TASK, err)
+      end)
+    end)
+  end)
+
+  describe(".now()", function()
+    it("returns a number that never goes back", function()
+      run(function()
+        local prev = runtime.now()
+        assert.equal("number", type(prev))
+        for i = 1, 2000 do
+          local t = runtime.now()
+          assert.is_true(t >= prev)
+          prev = t
+          if i % 500 == 0 then sleep(0) end
+        end
+      end)
+    end)
+
+    it("advances across a sleep", function()
+      run(function()
+        local t0 = runtime.now()
+        sleep(0.02)
+        assert.is_true(runtime.now() > t0)
+      end)
+    end)
+
+    it("works outside a task", function()
+      local a = runtime.now()
+      local b = runtime.now()
+      assert.is_true(b >= a)
+    end)
+  end)
+
+  describe(".set_error_hook()", function()
+    after_each(function() runtime.set_error_hook(nil) end)
+
+    it("receives the error of a spawned coroutine with a traceback", function()
+      local got = {}
+      runtime.set_error_hook(function(err, tb)
+        got[#got + 1] = { err = err, tb = tb }
+      end)
+      run(function()
+        spawn(function() error("spawned boom") end)
+        spawn(function() sleep(0.001); error("boom after a wait", 0) end)
+        sleep(0.02)
+      end)
+      assert.equal(2, #got)
+      assert.matches("spawned boom", got[1].err, 1, true)
+      assert.equal("string", type(got[1].tb))
+      assert.matches("stack traceback:", got[1].tb, 1, true)
+      assert.matches("spawned boom", got[1].tb, 1, true)
+      assert.equal("boom after a wait", got[2].err)
+      assert.matches("stack traceback:", got[2].tb, 1, true)
+    end)
+
+    it("passes a non-string error object as is", function()
+      local obj = { code = 7 }
+      local got
+      runtime.set_error_hook(function(err, tb) got = { err = err, tb = tb } end)
+      run(function()
+        spawn(function() error(obj) end)
+        sleep(0)
+      end)
+      assert.equal(obj, got.err)
+      assert.equal("string", type(got.tb))
+    end)
+
+    it("an error in a spawned coroutine does not disturb the run task", function()
+      runtime.set_error_hook(function() end)
+      local v = run(function()
+        spawn(function() error("ignored") end)
+        sleep(0.001)
+        return "done"
+      end)
+      assert.equal("done", v)
+    end)
+
+    it("nil restores the default (the old hook is no longer called)", function()
+      local calls = 0
+      runtime.set_error_hook(function() calls = calls + 1 end)
+      run(function() spawn(function() error("one") end); sleep(0) end)
+      assert.equal(1, calls)
+      runtime.set_error_hook(nil)
+      -- The default reports on stderr.
+      run(function() spawn(function() error("expected on stderr (default error hook)") end); sleep(0) end)
+      assert.equal(1, calls)
+    end)
+
+    it("raises when the hook is neither a function nor nil", function()
+      assert.has_error(function() runtime.set_error_hook(42) end,
+        "bad argument #1 to 'set_error_hook' (function expected, got number)")
+    end)
+  end)
+
+  describe(".event()", function()
+    it("wait() suspends until set(); is_set() tells", function()
+      run(function()
+        local ev = runtime.event()
+        assert.is_false(ev:is_set())
+        local got
+        spawn(function() got = table.pack(ev:wait()) end)
+        sleep(0.001)
+        assert.is_nil(got)
+        ev:set("a", nil, 3)
+        assert.is_true(ev:is_set())
+        sleep(0)
+        assert.same({ "a", nil, 3, n = 3 }, got)
+      end)
+    end)
+
+    it("set() with no values wakes the waiters with no values", function()
+      run(function()
+        local ev = runtime.event()
+        local got
+        spawn(function() got = table.pack(ev:wait()) end)
+        sleep(0)
+        ev:set()
+        sleep(0)
+        assert.same({ n = 0 }, got)
+      end)
+    end)
+
+    it("set() twice raises", function()
+      local ev = runtime.event()
+      ev:set(1)
+      assert.has_error(function() ev:set(2) end, "event:set(): the event is already set")
+      run(function() assert.equal(1, ev:wait()) end)
+    end)
+
+    it("wait() after set() returns the values at once, without yielding", function()
+      run(function()
+        local ev = runtime.event()
+        ev:set("x", 2)
+        local other_ran = false
+        spawn(function() other_ran = true end)
+        local a, b = ev:wait()
+        assert.equal("x", a)
+        assert.equal(2, b)
+        assert.is_false(other_ran)
+      end)
+    end)
+
+    it("wait() on a set event works outside a task too", function()
+      local ev = runtime.event()
+      ev:set("v")
+      assert.equal("v", ev:wait())
+    end)
+
+    it("wakes every waiter with the values, in the order they waited", function()
+      run(function()
+        local ev = runtime.event()
+        local got, order = {}, {}
+        for i = 1, 500 do
+          spawn(function()
+            local a, b = ev:wait()
+            got[i] = { a, b }
+            order[#order + 1] = i
+          end)
+        end
+        sleep(0.001)
+        assert.equal(0, #order)
+        local shared = {}
+        ev:set(shared, "second")
+        sleep(0)
+        assert.equal(500, #order)
+        for i = 1, 500 do
+          assert.equal(i, order[i])
+          assert.equal(shared, got[i][1])
+          assert.equal("second", got[i][2])
+        end
+      end)
+    end)
+
+    it("wait() outside a task raises the error naming runtime.run, runtime.spawn and acache", function()
+      local ev = runtime.event()
+      assert.has_error(function() ev:wait() end, "event:wait() " .. NOT_IN_TASK)
+    end)
+  end)
+
+  describe(".gather()", function()
+    it("returns one packed result table per function, in order", function()
+      run(function()
+        local res = runtime.gather(
+          function() sleep(0.03); return "slow" end,
+          function() return 1, nil, 3 end,
+          function() sleep(0.01) end)
+        assert.same({
+          { "slow", n = 1 },
+          { 1, nil, 3, n = 3 },
+          { n = 0 },
+        }, res)
+      end)
+    end)
+
+    it("runs the functions concurrently", function()
+      run(function()
+        local a, b = runtime.event(), runtime.event()
+        -- Each waits for the other: only a concurrent run can finish.
+        local res = runtime.gather(
+          function() a:set(); return b:wait() end,
+          function() b:set("from b"); a:wait(); return "from a's side" end)
+        assert.same({ { "from b", n = 1 }, { "from a's side", n = 1 } }, res)
+      end)
+    end)
+
+    it("reports a raising function as { ok = false, err = ... }", function()
+      run(function()
+        local res = runtime.gather(
+          function() return "fine" end,
+          function() error("gather boom", 0) end,
+          function() sleep(0.001); error("late boom") end)
+        assert.same({ "fine", n = 1 }, res[1])
+        assert.is_false(res[2].ok)
+        assert.equal("gather boom", res[2].err)
+        assert.is_false(res[3].ok)
+        assert.matches("late boom", res[3].err, 1, true)
+      end)
+    end)
+
+    it("returns an empty table for no functions", function()
+      run(function() assert.same({}, runtime.gather()) end)
+    end)
+
+    it("raises when an argument is not a function", function()
+      run(function()
+        assert.has_error(function() runtime.gather(function() end, 5) end,
+          "runtime.gather: argument #2 must be a function, got number")
+      end)
+    end)
+
+    it("outside a task raises the error naming runtime.run, and runs none of the functions", function()
+      local ran = 0
+      local ok, err = pcall(runtime.gather, function() ran = ran + 1 end)
+      assert.is_false(ok)
+      assert.matches("runtime.run(fn) or runtime.spawn(fn)", err, 1, true)
+      -- Nothing may have been spawned: it would run, unasked, inside the
+      -- next runtime.run.
+      run(function() sleep(0.001) end)
+      assert.equal(0, ran)
+    end)
+  end)
+
+  describe(".can_wait()", function()
+    it("is true in a task", function()
+      assert.is_true(run(function() return runtime.can_wait() end))
+      run(function()
+        local v
+        spawn(function() v = runtime.can_wait() end)
+        sleep(0)
+        assert.is_true(v)
+      end)
+    end)
+
+    it("is false on the main thread", function()
+      assert.is_false(runtime.can_wait())
+    end)
+
+    it("is false in a plain coroutine, even inside a task", function()
+      run(function()
+        assert.is_false(coroutine.wrap(function() return runtime.can_wait() end)())
+      end)
+    end)
+  end)
+end)
