@@ -24,7 +24,6 @@ typedef struct lcache {
   double default_ttl;  /* 0: no expiry */
   double load_timeout; /* +inf: none */
   uint64_t loads, load_errors, load_timeouts;
-  uint32_t clear_gen;  /* bumped by clear(): loads started before store nothing */
   uv_timer_t *sweeper;
   lload *loads_open;   /* loads whose flight is still open */
   /* batching (lua_batch.c) */
@@ -47,7 +46,6 @@ struct lload {
   lresult *result;     /* what waiters get, built when the flight finishes */
   uv_timer_t *timer;
   double ttl;
-  uint32_t clear_gen;
   int stale;     /* set()/delete() of the key while loading: do not store */
   int cache_ref; /* anchors the cache while the loader runs in background */
   lload *prev, *next;
@@ -91,8 +89,10 @@ int lcache_unpack(lua_State *L, int idx);
 /* Packs the n values at the top (popped) into a table, pushed. */
 void lcache_pack(lua_State *L, int n);
 /* Marks a load in progress for the key, if any, stale: its result will not
- * be stored. */
+ * be stored, and later callers start a new load instead of joining it. */
 void lcache_invalidate_load(lcache *c, int tag, const char *key, size_t len);
+/* The same for every load in progress (clear). */
+void lcache_invalidate_all_loads(lcache *c);
 
 /* Opens a load for a key that has no flight (raises on memory error). */
 lload *lload_open(lua_State *L, lcache *c, const lload_spec *spec,

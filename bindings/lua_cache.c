@@ -280,7 +280,7 @@ static int cache_delete(lua_State *L) {
 static int cache_clear(lua_State *L) {
   lcache *c = lcache_check(L, 1);
   ac_store_clear(c->store);
-  c->clear_gen++;
+  lcache_invalidate_all_loads(c);
   return 0;
 }
 

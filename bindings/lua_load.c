@@ -10,8 +10,8 @@
  *     arriving after it is dropped.
  * A background load anchors its cache, so the cache cannot be collected
  * while its loader still runs.  A load's result is stored only if nothing
- * wrote the key meanwhile (set, delete, invalidate: `stale`; clear:
- * clear_gen). */
+ * wrote the key meanwhile (set, delete, invalidate, clear mark it `stale`
+ * and detach its flight, so later callers start afresh). */
 #include <lauxlib.h>
 #include <math.h>
 #include <stdio.h>
@@ -131,7 +131,7 @@ void lload_settle(lua_State *L, lload *ld, int v, int nout, int failed,
                   int store) {
   lcache *c = ld->c;
   if (ld->flight != NULL) {
-    if (store && !ld->stale && !c->closed && ld->clear_gen == c->clear_gen) {
+    if (store && !ld->stale && !c->closed) {
       int tag;
       size_t len;
       const char *key = ac_flight_key(ld->flight, &tag, &len);
@@ -247,7 +247,6 @@ lload *lload_open(lua_State *L, lcache *c, const lload_spec *spec,
   ld->mode = spec->mode;
   ld->flight = f;
   ld->ttl = spec->ttl;
-  ld->clear_gen = c->clear_gen;
   ld->cache_ref = LUA_NOREF;
   ld->anchor_ref = LUA_NOREF;
   ld->next = c->loads_open;
@@ -305,6 +304,17 @@ int lcache_miss(lua_State *L, lcache *c, const lload_spec *spec) {
 
 void lcache_invalidate_load(lcache *c, int tag, const char *key, size_t len) {
   ac_flight_t *f = ac_flights_find(c->flights, tag, key, len);
-  if (f != NULL) ((lload *)ac_flight_data(f))->stale = 1;
+  if (f == NULL) return;
+  /* Its result predates the write: not stored, and not handed to callers
+   * that come after the write (they start a load of their own). */
+  ((lload *)ac_flight_data(f))->stale = 1;
+  ac_flight_detach(f);
+}
+
+void lcache_invalidate_all_loads(lcache *c) {
+  for (lload *ld = c->loads_open; ld != NULL; ld = ld->next) {
+    ld->stale = 1;
+    ac_flight_detach(ld->flight);
+  }
 }
 

@@ -15,6 +15,7 @@ struct ac_flight_s {
   void *data;
   uint64_t hash;
   uint32_t nwaiters;
+  int detached; /* out of the table already */
   int tag;
   size_t len;
   char key[];
@@ -23,6 +24,7 @@ struct ac_flight_s {
 struct ac_flights_s {
   ac_flight_t **bucket;
   size_t mask, count;
+  ac_flight_t *detached; /* open flights out of the table, through chain */
 };
 
 ac_flights_t *ac_flights_new(void) {
@@ -41,9 +43,11 @@ void ac_flights_free(ac_flights_t *fs) {
   if (fs == NULL) return;
   /* A waiter cancelled here may start a new flight (a retry) in a bucket
    * already passed: sweep until none is left. */
-  while (fs->count > 0)
+  while (fs->count > 0 || fs->detached != NULL) {
     for (size_t b = 0; b <= fs->mask; b++)
       while (fs->bucket[b] != NULL) ac_flight_finish(fs->bucket[b], AC_ECANCELED);
+    while (fs->detached != NULL) ac_flight_finish(fs->detached, AC_ECANCELED);
+  }
   ac__free(fs->bucket);
   ac__free(fs);
 }
@@ -93,6 +97,7 @@ int ac_flights_start(ac_flights_t *fs, int tag, const void *key, size_t len,
   f->data = data;
   f->hash = h;
   f->nwaiters = 0;
+  f->detached = 0;
   f->tag = tag;
   f->len = len;
   if (len) memcpy(f->key, key, len);
@@ -111,12 +116,23 @@ void ac_flight_join(ac_flight_t *f, ac_waiter_t *w) {
   f->nwaiters++;
 }
 
-void ac_flight_finish(ac_flight_t *f, int status) {
+void ac_flight_detach(ac_flight_t *f) {
+  if (f->detached) return;
   ac_flights_t *fs = f->owner;
   ac_flight_t **p = &fs->bucket[f->hash & fs->mask];
   while (*p != f) p = &(*p)->chain;
   *p = f->chain;
   fs->count--;
+  f->detached = 1;
+  f->chain = fs->detached;
+  fs->detached = f;
+}
+
+void ac_flight_finish(ac_flight_t *f, int status) {
+  ac_flight_detach(f);
+  ac_flight_t **p = &f->owner->detached;
+  while (*p != f) p = &(*p)->chain;
+  *p = f->chain;
   /* Waiters may join new flights or start loads from their callbacks;
    * this flight is already out of the table, so they cannot join it. */
   ac_waiter_t *w = f->first, *next;

@@ -58,12 +58,13 @@ local LRU_OPTIONS = { maxsize = true, skip_args = true, remote_cache = true,
 --- cache.AsyncLRU{ maxsize = 128, skip_args = 0 }(fn)
 function _M.AsyncLRU(opts)
   opts = check_options("cache.AsyncLRU", opts, LRU_OPTIONS)
-  return decorator("cache.AsyncLRU", {
+  local d = decorator("cache.AsyncLRU", {
     maxsize = opts.maxsize or 128,
     load_timeout = opts.load_timeout or math.huge,
     remote_cache = opts.remote_cache,
     backup = opts.backup,
   }, opts.skip_args)
+  return d -- not a tail call: decorator() reports errors at our caller's line
 end
 
 local TTL_OPTIONS = { time_to_live = true, maxsize = true, skip_args = true,
@@ -77,13 +78,14 @@ function _M.AsyncTTL(opts)
   if ttl ~= nil and (type(ttl) ~= "number" or not (ttl > 0)) then
     error("opts.time_to_live must be a positive number of seconds or nil, got " .. describe(ttl), 2)
   end
-  return decorator("cache.AsyncTTL", {
+  local d = decorator("cache.AsyncTTL", {
     maxsize = opts.maxsize or 1024,
     default_ttl = ttl,
     load_timeout = opts.load_timeout or math.huge,
     remote_cache = opts.remote_cache,
     backup = opts.backup,
   }, opts.skip_args)
+  return d -- not a tail call: decorator() reports errors at our caller's line
 end
 
 _M.is_decorated = core.is_memo

@@ -50,6 +50,10 @@ AC_EXPORT void ac_flight_join(ac_flight_t *f, ac_waiter_t *w);
  * start from here on, even from inside a callback), runs every waiter's
  * callback with status, then frees f. */
 AC_EXPORT void ac_flight_finish(ac_flight_t *f, int status);
+/* Takes an open flight out of its table without finishing it: its waiters
+ * stay, later callers no longer find it and may start a new flight for
+ * the key (the old one's result is stale).  Finish it as usual. */
+AC_EXPORT void ac_flight_detach(ac_flight_t *f);
 AC_EXPORT void *ac_flight_data(const ac_flight_t *f);
 /* The flight's key; valid until the flight is finished. */
 AC_EXPORT const char *ac_flight_key(const ac_flight_t *f, int *tag,
