@@ -516,3 +516,48 @@ TEST(allocation_failures) {
   ASSERT_EQ_INT(live_blocks, 0);
   ASSERT_EQ_INT(ac_replace_allocator(malloc, realloc, free), 0);
 }
+
+TEST(detached_flight_keeps_its_waiters_and_frees_the_key) {
+  ac_flights_t *fs = ac_flights_new();
+  ASSERT_NOT_NULL(fs);
+  ac_flight_t *old = start_s(fs, "k", NULL);
+  ac_waiter_t w[3];
+  waiter_rec rec[3];
+  join(old, &w[0], &rec[0], 0);
+  ac_flight_detach(old);
+  ac_flight_detach(old); /* twice is harmless */
+  ASSERT_NULL(find_s(fs, "k"));
+  ASSERT_EQ_UINT(ac_flights_count(fs), 0);
+  /* A new flight for the key may start while the old one is still open. */
+  ac_flight_t *fresh = start_s(fs, "k", NULL);
+  ASSERT_EQ_PTR(find_s(fs, "k"), fresh);
+  join(fresh, &w[1], &rec[1], 1);
+  join(old, &w[2], &rec[2], 2); /* joining a detached flight still works */
+  ac_flight_finish(old, AC_ELOAD);
+  ASSERT_EQ_INT(rec[0].calls, 1);
+  ASSERT_EQ_INT(rec[2].calls, 1);
+  ASSERT_EQ_INT(rec[0].status, AC_ELOAD);
+  ASSERT_EQ_INT(rec[1].calls, 0);
+  ASSERT_EQ_PTR(find_s(fs, "k"), fresh); /* finishing the old one left it */
+  ac_flight_finish(fresh, 0);
+  ASSERT_EQ_INT(rec[1].calls, 1);
+  ac_flights_free(fs);
+}
+
+TEST(free_cancels_detached_flights) {
+  ac_flights_t *fs = ac_flights_new();
+  ASSERT_NOT_NULL(fs);
+  ac_waiter_t w[2];
+  waiter_rec rec[2];
+  ac_flight_t *a = start_s(fs, "a", NULL);
+  ac_flight_t *b = start_s(fs, "b", NULL);
+  join(a, &w[0], &rec[0], 0);
+  join(b, &w[1], &rec[1], 1);
+  ac_flight_detach(a);
+  ac_flight_detach(b);
+  ac_flights_free(fs);
+  ASSERT_EQ_INT(rec[0].calls, 1);
+  ASSERT_EQ_INT(rec[1].calls, 1);
+  ASSERT_EQ_INT(rec[0].status, AC_ECANCELED);
+  ASSERT_EQ_INT(rec[1].status, AC_ECANCELED);
+}
