@@ -60,7 +60,16 @@ add_test(NAME example.quickstart_lua54
          COMMAND ${LUA54} ${CMAKE_SOURCE_DIR}/examples/quickstart.lua)
 set_tests_properties(example.quickstart_lua54 PROPERTIES ENVIRONMENT "${AC_LUA_ENV}")
 add_test(NAME example.host_step COMMAND host_step)
+add_test(NAME example.decorators
+         COMMAND acache ${CMAKE_SOURCE_DIR}/examples/decorators.lua)
+add_test(NAME example.batching
+         COMMAND acache ${CMAKE_SOURCE_DIR}/examples/batching.lua)
 set_tests_properties(example.quickstart example.quickstart_lua54 example.host_step
+  example.decorators example.batching
   PROPERTIES TIMEOUT 120 LABELS example)
+set_tests_properties(example.decorators PROPERTIES
+  PASS_REGULAR_EXPRESSION "100 concurrent get_user\\(2\\) calls -> queries:.3")
+set_tests_properties(example.batching PROPERTIES
+  PASS_REGULAR_EXPRESSION "2 batch loader calls of sizes 50, 50")
 set_tests_properties(example.host_step PROPERTIES
   PASS_REGULAR_EXPRESSION "loader ran 1 time")
