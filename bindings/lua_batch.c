@@ -170,7 +170,15 @@ static void dispatch(ac_task_t *q) {
   t->done = on_batch_done;
   t->done_ud = b;
   lua_rawgeti(L, LUA_REGISTRYINDEX, b->fn_ref);
+  /* The loader gets a copy of the keys: it may sort or change it, while
+   * results are matched to callers through the original. */
   lua_rawgeti(L, LUA_REGISTRYINDEX, b->keys_ref);
+  lua_createtable(L, b->n, 0);
+  for (int i = 1; i <= b->n; i++) {
+    lua_rawgeti(L, -2, i);
+    lua_rawseti(L, -2, i);
+  }
+  lua_remove(L, -2);
   lua_xmove(L, t->co, 2);
   int nres, st = lsched_start_loader(c->ls, L, t, 1, &nres);
   if (st != LUA_YIELD) {

@@ -204,6 +204,17 @@ static int cache_get_many(lua_State *L) {
   }
   int batch = lua_isnil(L, 3) ? 0 : 3;
   int n = (int)luaL_len(L, 2);
+  /* Check every key before queueing anything: an error after some keys
+   * joined loads would leave their waiters behind. */
+  for (int i = 1; i <= n; i++) {
+    int t = lua_rawgeti(L, 2, i);
+    if (t != LUA_TSTRING && t != LUA_TNUMBER && t != LUA_TBOOLEAN)
+      return luaL_error(L, "cache:get_many(): keys[%d] must be a string, number or boolean, got %s",
+                        i, luaL_typename(L, -1));
+    if (t == LUA_TNUMBER && lua_tonumber(L, -1) != lua_tonumber(L, -1))
+      return luaL_error(L, "cache:get_many(): keys[%d] must not be NaN", i);
+    lua_pop(L, 1);
+  }
   lua_newtable(L); /* 4: values */
   lua_pushnil(L);  /* 5: errors */
   many_group *g = lua_newuserdatauv(L, sizeof *g + (size_t)n * sizeof(many_slot), 0);
@@ -214,13 +225,7 @@ static int cache_get_many(lua_State *L) {
   for (int i = 1; i <= n; i++) {
     lua_rawgeti(L, 2, i); /* 7: the key */
     lkey k;
-    if (!lkey_fast(L, 7, &k)) {
-      int t = lua_type(L, 7);
-      if (t != LUA_TNUMBER && t != LUA_TBOOLEAN)
-        return luaL_error(L, "cache:get_many(): keys[%d] must be a string, number or boolean, got %s",
-                          i, luaL_typename(L, 7));
-      lkey_check(L, 7, &k);
-    }
+    lkey_get(L, 7, &k); /* checked above: cannot raise */
     uint32_t slot = ac_store_get(c->store, k.tag, k.p, k.len);
     if (slot != 0) {
       lua_pushvalue(L, 7);

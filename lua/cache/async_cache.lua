@@ -91,10 +91,11 @@ function _M.check(opts, level)
   local max_batch = opts.max_batch_size
   if max_batch == nil then
     max_batch = DEFAULT_MAX_BATCH_SIZE
-  elseif math.type(max_batch) ~= "integer" or max_batch < 1 then
+  elseif type(max_batch) ~= "number" or not math.tointeger(max_batch) or max_batch < 1 then
     error("opts.max_batch_size must be a positive integer, got " .. describe(max_batch), level)
   end
-  return math.tointeger(maxsize), default_ttl or huge, load_timeout, batch_loader, window, max_batch
+  return math.tointeger(maxsize), default_ttl or huge, load_timeout, batch_loader, window,
+    math.tointeger(max_batch)
 end
 
 --- Creates a cache (errors in opts raised at level, as check does).

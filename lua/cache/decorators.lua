@@ -16,7 +16,6 @@ local async_cache = require "cache.async_cache"
 local util = require "cache.util"
 
 local type, pairs, error, tostring = type, pairs, error, tostring
-local math_type = math.type
 
 local _M = {}
 
@@ -33,7 +32,7 @@ local function check_options(who, opts, allowed)
     end
   end
   local skip = opts.skip_args
-  if skip ~= nil and (math_type(skip) ~= "integer" or skip < 0) then
+  if skip ~= nil and (type(skip) ~= "number" or not math.tointeger(skip) or skip < 0) then
     error("opts.skip_args must be a non-negative integer, got " .. describe(skip), 3)
   end
   return opts
@@ -47,7 +46,7 @@ local function decorator(who, cache_opts, skip)
     if not callable(fn) then
       error(("%s: the decorated value must be a function, got %s"):format(who, type(fn)), 2)
     end
-    local m = core.memoize(core.new_cache(maxsize, ttl, timeout), fn, skip or 0)
+    local m = core.memoize(core.new_cache(maxsize, ttl, timeout), fn, math.tointeger(skip or 0))
     return m
   end
 end
