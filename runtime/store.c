@@ -4,7 +4,9 @@
  *   e[1..cap]   the slab; an entry's index is its slot, stable for its life.
  *               e[0] is never used, so 0 means "none" in every link below.
  *   bucket[]    power-of-two array of slot indices, chains linked through
- *               e[i].chain; load factor at most 1 (grown by doubling).
+ *               e[i].chain; load factor at most 1/2 (grown by doubling):
+ *               4 to 8 bytes an entry buy short chains, which is most of
+ *               the cost of a hit.
  *   head/tail   the LRU list, most recently used first, linked through
  *               e[i].prev/next.
  *   free        free slots, linked through e[i].chain; slots above `used`
@@ -260,7 +262,7 @@ int64_t ac_store_set(ac_store_t *s, int tag, const void *key, size_t len,
     ac__free(copy);
     return AC_ENOMEM;
   }
-  if (s->size + 1 > s->mask + 1) grow_buckets(s);
+  if (s->size + 1 > (s->mask + 1) / 2) grow_buckets(s);
   entry *x = &s->e[i];
   x->expires = 0;
   set_expiry(s, x, deadline(s, ttl));

@@ -1256,17 +1256,18 @@ TEST(hash_flooding_fails_without_the_seed) {
   enum { N = 1000 };
   static char keys[N][24];
   static size_t lens[N];
-  /* An attacker who knows the seed crafts 1000 keys with equal low 10 bits:
-   * in a store of 1024 (1024 buckets once full) they share one bucket. */
+  /* An attacker who knows the seed crafts 1000 keys with equal low 11 bits:
+   * in a store holding 1000 keys (2048 buckets: the load factor stays at
+   * most 1/2) they share one bucket. */
   const uint64_t k0 = 0x0706050403020100ull, k1 = 0x0f0e0d0c0b0a0908ull;
   ac__hash_set_seed(k0, k1);
-  collide_keys("flood-", 10, keys, lens, N);
+  collide_keys("flood-", 11, keys, lens, N);
   uint32_t attacked = chain_for(keys, lens, N);
   ASSERT_CMP_UINT(attacked, >=, N);
 
   /* The same keys against the seeds other processes draw: a chain no longer
-   * than a random placement gives (1000 keys in 1024 buckets: a chain of 9
-   * has a probability below 1e-3, these seeds are fixed so the test is
+   * than a random placement gives (1000 keys in 2048 buckets: a chain of 9
+   * is far less likely than in 1024; these seeds are fixed so the test is
    * reproducible). */
   uint64_t rs = 0xA5A5A5A5DEADBEEFull;
   for (int t = 0; t < 8; t++) {
