@@ -50,6 +50,10 @@ struct lload {
   int cache_ref; /* anchors the cache while the loader runs in background */
   lload *prev, *next;
   lbatch *batch; /* the batch the key belongs to, or NULL */
+  /* While the flight closes with values: they are out_n values at out on
+   * out_L's stack (waiters copy them); otherwise result holds the outcome. */
+  lua_State *out_L;
+  int out, out_n;
 };
 
 /* How a load calls its function and hands out the outcome. */

@@ -126,30 +126,53 @@ static int cache_get(lua_State *L) {
   return lcache_miss(L, c, &spec);
 }
 
-/* get_many: one parked task waiting on several flights at once. */
+/* get_many: one parked task waiting on several flights at once.  Values
+ * that arrive with their flight are written straight into the result
+ * tables (through registry refs); only errors made without values (timeout,
+ * close) wait in the slot for the task to resume. */
 typedef struct {
   ac_waiter_t w;
-  lresult *res; /* the key's outcome, once its flight closed */
+  lresult *res; /* an outcome without values, once its flight closed */
 } many_slot;
 
 typedef struct {
   ltask *task;
   int pending; /* flights not closed yet */
   int n;
+  int keys_ref, values_ref, errors_ref;
   many_slot slot[];
 } many_group;
+
+/* Sets out[keys[i]] = value (value at idx of L); out is values or errors. */
+static void many_put(lua_State *L, many_group *g, int i, int out_ref, int idx) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, out_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, g->keys_ref);
+  lua_rawgeti(L, -1, i + 1);
+  lua_remove(L, -2);
+  lua_pushvalue(L, idx);
+  lua_settable(L, -3);
+  lua_pop(L, 1);
+}
 
 static void many_on_waiter(ac_waiter_t *w, ac_flight_t *f, int status) {
   many_group *g = w->data;
   lload *ld = ac_flight_data(f);
   many_slot *s = (many_slot *)((char *)w - offsetof(many_slot, w));
+  int i = (int)(s - g->slot);
   (void)status;
-  s->res = ld->result; /* one of its references is this slot's */
+  lua_State *L = ld->out_L;
+  if (L != NULL && lua_checkstack(L, 4)) {
+    if (!lua_isnil(L, ld->out)) many_put(L, g, i, g->values_ref, ld->out);
+    else if (ld->out_n >= 2 && !lua_isnil(L, ld->out + 1))
+      many_put(L, g, i, g->errors_ref, ld->out + 1);
+  } else {
+    s->res = ld->result; /* one of its references is this slot's */
+  }
   if (--g->pending == 0) lsched_wake(g->task, NULL);
 }
 
-/* Fills values (index 4) and errors (index 5, created on demand) from the
- * slots of the group at index 6; returns them. */
+/* Adds the outcomes kept in slots, releases the refs, and returns values
+ * (index 4) and errors (index 5, nil when empty); the group is at 6. */
 static int many_collect(lua_State *L, int status, lua_KContext ctx) {
   (void)status, (void)ctx;
   many_group *g = lua_touserdata(L, 6);
@@ -160,20 +183,21 @@ static int many_collect(lua_State *L, int status, lua_KContext ctx) {
     g->slot[i].res = NULL;
     int n = lresult_push(L, r);
     lresult_release(L, r);
-    if (n >= 1 && !lua_isnil(L, 7)) {
-      lua_rawgeti(L, 2, i + 1);
-      lua_pushvalue(L, 7);
-      lua_settable(L, 4);
-    } else if (n >= 2 && !lua_isnil(L, 8)) {
-      if (lua_isnil(L, 5)) {
-        lua_newtable(L);
-        lua_replace(L, 5);
-      }
+    if (n >= 2 && !lua_isnil(L, 8)) {
       lua_rawgeti(L, 2, i + 1);
       lua_pushvalue(L, 8);
       lua_settable(L, 5);
     }
     lua_settop(L, 6);
+  }
+  luaL_unref(L, LUA_REGISTRYINDEX, g->keys_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, g->values_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, g->errors_ref);
+  g->keys_ref = g->values_ref = g->errors_ref = LUA_NOREF;
+  lua_pushnil(L);
+  if (lua_next(L, 5) == 0) {
+    lua_pushnil(L);
+    lua_replace(L, 5);
   }
   lua_settop(L, 5);
   return 2;
@@ -216,11 +240,12 @@ static int cache_get_many(lua_State *L) {
     lua_pop(L, 1);
   }
   lua_newtable(L); /* 4: values */
-  lua_pushnil(L);  /* 5: errors */
+  lua_newtable(L); /* 5: errors */
   many_group *g = lua_newuserdatauv(L, sizeof *g + (size_t)n * sizeof(many_slot), 0);
   g->task = NULL;
   g->pending = 0;
   g->n = n;
+  g->keys_ref = g->values_ref = g->errors_ref = LUA_NOREF;
   for (int i = 0; i < n; i++) g->slot[i].res = NULL;
   for (int i = 1; i <= n; i++) {
     lua_rawgeti(L, 2, i); /* 7: the key */
@@ -240,6 +265,14 @@ static int cache_get_many(lua_State *L) {
       }
       if (f != NULL) {
         if (g->task == NULL) g->task = lsched_park(L, "cache:get_many()");
+        if (g->keys_ref == LUA_NOREF) { /* before any waiter can run */
+          lua_pushvalue(L, 2);
+          g->keys_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+          lua_pushvalue(L, 4);
+          g->values_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+          lua_pushvalue(L, 5);
+          g->errors_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        }
         g->slot[i - 1].w.cb = many_on_waiter;
         g->slot[i - 1].w.data = g;
         ac_flight_join(f, &g->slot[i - 1].w);

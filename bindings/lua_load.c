@@ -44,7 +44,7 @@ void lload_close_flight(lload *ld, int status) {
   ld->flight = NULL;
   unlink_load(ld);
   stop_timer(ld);
-  if (ld->result == NULL && ac_flight_waiters(f) > 0) {
+  if (ld->result == NULL && ld->out_L == NULL && ac_flight_waiters(f) > 0) {
     ld->result = lresult_new((int)ac_flight_waiters(f));
     if (ld->result != NULL) {
       if (status == AC_ETIMEDOUT)
@@ -63,8 +63,18 @@ void lload_close_flight(lload *ld, int status) {
 
 void lload_on_waiter(ac_waiter_t *w, ac_flight_t *f, int status) {
   lload *ld = ac_flight_data(f);
+  ltask *t = w->data;
   (void)status;
-  lsched_wake(w->data, ld->result);
+  if (ld->out_L != NULL && lua_checkstack(t->co, ld->out_n + 1)) {
+    /* Values at hand: pass copies straight onto the parked coroutine's
+     * stack, to be returned when it resumes. */
+    for (int i = 0; i < ld->out_n; i++) lua_pushvalue(ld->out_L, ld->out + i);
+    lua_xmove(ld->out_L, t->co, ld->out_n);
+    t->nargs += ld->out_n;
+    lsched_wake(t, NULL);
+    return;
+  }
+  lsched_wake(t, ld->result);
 }
 
 static void on_load_timeout(uv_timer_t *h) {
@@ -138,17 +148,22 @@ void lload_settle(lua_State *L, lload *ld, int v, int nout, int failed,
       lua_pushvalue(L, v);
       lload_store_value(L, c, tag, key, len, ld->ttl); /* failure: served, not kept */
     }
-    uint32_t waiters = ac_flight_waiters(ld->flight);
-    if (waiters > 0) {
-      int n = nout;
+    int top = lua_gettop(L);
+    if (ac_flight_waiters(ld->flight) > 0) {
+      /* The outcome, laid out for the waiters, who take copies of it from
+       * L while the flight closes (lload_on_waiter). */
+      ld->out_n = nout;
       if (ld->mode == LOAD_CALL) { /* waiters get (ok, packed-or-error) */
         lua_pushboolean(L, !failed);
-        n = 2;
+        ld->out_n = 2;
       }
       for (int i = 0; i < nout; i++) lua_pushvalue(L, v + i);
-      ld->result = lresult_from_stack(L, n, (int)waiters);
+      ld->out_L = L;
+      ld->out = lua_gettop(L) - ld->out_n + 1;
     }
     lload_close_flight(ld, failed ? AC_ELOAD : 0);
+    ld->out_L = NULL;
+    lua_settop(L, top);
   }
   luaL_unref(L, LUA_REGISTRYINDEX, ld->cache_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, ld->anchor_ref);
