@@ -20,7 +20,7 @@
 
 typedef struct {
   lua_State *L;
-  int box;        /* stack slot of the growable buffer (a userdata or nil) */
+  int box;        /* registry ref of the grown buffer, or 0 */
   char *p;
   size_t n, cap;
   int identity;   /* an argument was keyed by identity */
@@ -29,8 +29,15 @@ typedef struct {
   char init[256];
 } largs;
 
-/* Reserves one stack slot (pushes it) and starts an empty key. */
+/* Starts an empty key (pushes nothing). */
 void largs_init(lua_State *L, largs *k);
+/* Releases a buffer the key grew into (keys over 256 bytes); k->p is
+ * invalid afterwards. */
+void largs_done(largs *k);
+/* For a key used across a yield: moves a grown buffer's anchor from the
+ * registry to the top of the stack (pushes it, or nothing when the key
+ * never grew), so it lives as long as the calling C frame. */
+void largs_pin(largs *k);
 /* Encodes the values at first..last (absolute indices; an empty range is
  * a call without arguments).  Raises "cyclic table argument" or "table
  * argument nested too deeply" as Lua errors. */

@@ -1,8 +1,9 @@
 /* Canonical encoding of argument lists (see largs.h).
  *
  * The buffer starts in the largs struct (on the C stack) and moves to a
- * Lua userdata at a reserved stack slot when it grows, so a Lua error in
- * the middle of an encoding (a cycle) leaks nothing.  Tables are encoded
+ * Lua userdata, referenced from the registry, when it grows: a Lua error in
+ * the middle of an encoding (a cycle) leaves only garbage, and the caller
+ * releases the reference with largs_done once the key is used.  Tables are encoded
  * pair by pair, then their pairs are sorted by the encoded key and
  * rewritten in that order: the result does not depend on traversal order. */
 #include <lauxlib.h>
@@ -17,8 +18,7 @@
 
 void largs_init(lua_State *L, largs *k) {
   k->L = L;
-  lua_pushnil(L);
-  k->box = lua_gettop(L);
+  k->box = 0;
   k->p = k->init;
   k->n = 0;
   k->cap = sizeof k->init;
@@ -26,26 +26,50 @@ void largs_init(lua_State *L, largs *k) {
   k->depth = 0;
 }
 
-static void reserve(largs *k, size_t more) {
-  if (k->n + more <= k->cap) return;
+/* Moves the key to a bigger buffer: a userdata, kept in the registry (a
+ * stack slot would shift the indices the encoder holds) until the next
+ * growth or until largs_done. */
+static void grow(largs *k, size_t more) {
   size_t cap = k->cap * 2;
   while (cap < k->n + more) cap *= 2;
   char *p = lua_newuserdatauv(k->L, cap, 0);
   memcpy(p, k->p, k->n);
-  lua_replace(k->L, k->box); /* the old box, if any, is garbage now */
+  if (k->box == 0) {
+    k->box = luaL_ref(k->L, LUA_REGISTRYINDEX);
+  } else {
+    lua_rawseti(k->L, LUA_REGISTRYINDEX, k->box); /* the old box is garbage */
+  }
   k->p = p;
   k->cap = cap;
 }
 
-static void put(largs *k, const void *src, size_t len) {
-  reserve(k, len);
+void largs_done(largs *k) {
+  if (k->box != 0) luaL_unref(k->L, LUA_REGISTRYINDEX, k->box);
+  k->box = 0;
+}
+
+void largs_pin(largs *k) {
+  if (k->box == 0) return;
+  lua_rawgeti(k->L, LUA_REGISTRYINDEX, k->box);
+  largs_done(k);
+}
+
+static inline void put(largs *k, const void *src, size_t len) {
+  if (k->n + len > k->cap) grow(k, len);
   memcpy(k->p + k->n, src, len);
   k->n += len;
 }
 
-static void put_byte(largs *k, char c) { put(k, &c, 1); }
+static inline void put_byte(largs *k, char c) {
+  if (k->n + 1 > k->cap) grow(k, 1);
+  k->p[k->n++] = c;
+}
 
 static void put_len(largs *k, size_t len) {
+  if (len < 0x80) { /* the common case: one byte */
+    put_byte(k, (char)len);
+    return;
+  }
   char tmp[10];
   int i = 0;
   do {
@@ -94,10 +118,15 @@ static void encode_table(largs *k, int idx) {
   lua_State *L = k->L;
   const void *self = lua_topointer(L, idx);
   for (int i = 0; i < k->depth; i++)
-    if (k->visiting[i] == self) luaL_error(L, "cyclic table argument");
-  if (k->depth == MAX_DEPTH) luaL_error(L, "table argument nested too deeply");
+    if (k->visiting[i] == self) {
+      largs_done(k);
+      luaL_error(L, "cyclic table argument");
+    }
+  if (k->depth == MAX_DEPTH || !lua_checkstack(L, 4)) {
+    largs_done(k);
+    luaL_error(L, "table argument nested too deeply");
+  }
   k->visiting[k->depth++] = self;
-  luaL_checkstack(L, 4, "table argument nested too deeply");
 
   put_byte(k, '{');
   size_t region = k->n, npairs = 0, cap = 0;

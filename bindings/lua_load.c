@@ -94,8 +94,10 @@ void lcache_pack(lua_State *L, int n) {
     lua_pushvalue(L, base + i);
     lua_rawseti(L, -2, i + 1);
   }
-  lua_replace(L, base + 1);
-  lua_settop(L, base + 1);
+  if (n > 0) { /* the table takes the place of the first value */
+    lua_replace(L, base + 1);
+    lua_settop(L, base + 1);
+  }
 }
 
 int lcache_unpack(lua_State *L, int idx) {

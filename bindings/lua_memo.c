@@ -22,6 +22,7 @@
 typedef struct {
   uint32_t magic;
   int skip;
+  lcache *cache; /* user value 1, which keeps it alive */
 } lmemo;
 
 static lmemo *check_memo(lua_State *L) {
@@ -38,8 +39,7 @@ static lcache *memo_cache(lua_State *L) {
   return lcache_check(L, 1);
 }
 
-/* The key of a call whose arguments are at 2..top (the function is kept at
- * top+1, the key buffer at top+2). */
+/* The key of a call whose arguments are at 2..top. */
 static void memo_key(lua_State *L, lmemo *m, int top, largs *k) {
   largs_init(L, k);
   largs_encode(k, 2 + m->skip, top);
@@ -47,16 +47,22 @@ static void memo_key(lua_State *L, lmemo *m, int top, largs *k) {
 
 static int memo_call(lua_State *L) {
   lmemo *m = check_memo(L);
+  lcache *c = m->cache;
+  if (c->closed) return luaL_error(L, "the cache is closed");
+  c->L = L;
   int top = lua_gettop(L);
-  lua_getiuservalue(L, 1, 2); /* fn at top+1 */
-  lcache *c = memo_cache(L);
   largs k;
-  memo_key(L, m, top, &k);
+  largs_init(L, &k);
+  largs_encode(&k, 2 + m->skip, top);
   uint32_t slot = ac_store_get(c->store, LKEY_ARGS, k.p, k.n);
-  if (slot != 0) {
+  if (slot != 0) { /* a hit: the packed results, unpacked */
+    largs_done(&k);
     lcache_push_value(L, c, slot);
     return lcache_unpack(L, lua_gettop(L));
   }
+  lua_getiuservalue(L, 1, 2); /* fn at top+1 */
+  largs_pin(&k);              /* the key must outlive a yield */
+  memo_cache(L);              /* the cache replaces the memo at 1 */
   lload_spec spec = {LOAD_CALL, LKEY_ARGS, k.p, k.n, top + 1, 2, top,
                      c->default_ttl, k.identity, 0};
   return lcache_miss(L, c, &spec);
@@ -71,7 +77,9 @@ static int memo_invalidate(lua_State *L) {
   largs k;
   memo_key(L, m, top, &k);
   lcache_invalidate_load(c, LKEY_ARGS, k.p, k.n);
-  lua_pushboolean(L, ac_store_delete(c->store, LKEY_ARGS, k.p, k.n) == 0);
+  int removed = ac_store_delete(c->store, LKEY_ARGS, k.p, k.n) == 0;
+  largs_done(&k);
+  lua_pushboolean(L, removed);
   return 1;
 }
 
@@ -100,6 +108,7 @@ static int bypass_done(lua_State *L, int status, lua_KContext ctx) {
     }
     lua_setfield(L, packed, "args");
   }
+  largs_pin(&k); /* before the value: lcache_store takes the top */
   lua_pushvalue(L, packed);
   lcache_store(L, c, LKEY_ARGS, k.p, k.n, c->default_ttl);
   lua_settop(L, top + nres);
@@ -163,6 +172,7 @@ static int memoize(lua_State *L) {
   lmemo *m = lua_newuserdatauv(L, sizeof *m, 2);
   m->magic = MEMO_MAGIC;
   m->skip = (int)skip;
+  m->cache = lua_touserdata(L, 1);
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, 1);
   lua_pushvalue(L, 2);
