@@ -126,23 +126,19 @@ static int memo_bypass(lua_State *L) {
   return bypass_done(L, LUA_OK, (lua_KContext)top);
 }
 
-static int memo_cache_clear(lua_State *L) {
+/* Calls the cache's method `name` and returns its nres results. */
+static int forward_to_cache(lua_State *L, const char *name, int nres) {
   check_memo(L);
   memo_cache(L);
-  lua_getfield(L, 1, "clear");
+  lua_getfield(L, 1, name);
   lua_pushvalue(L, 1);
-  lua_call(L, 1, 0);
-  return 0;
+  lua_call(L, 1, nres);
+  return nres;
 }
 
-static int memo_metrics(lua_State *L) {
-  check_memo(L);
-  memo_cache(L);
-  lua_getfield(L, 1, "get_metrics");
-  lua_pushvalue(L, 1);
-  lua_call(L, 1, 1);
-  return 1;
-}
+static int memo_cache_clear(lua_State *L) { return forward_to_cache(L, "clear", 0); }
+
+static int memo_metrics(lua_State *L) { return forward_to_cache(L, "get_metrics", 1); }
 
 /* memo:cache(): the AsyncCache behind the decorated function. */
 static int memo_get_cache(lua_State *L) {
