@@ -55,7 +55,7 @@ struct ac_store_s {
   uint32_t cap, used, free;
   uint32_t head, tail;
   uint32_t size, maxsize, ttl_count, sweep;
-  size_t key_bytes; /* bytes of out-of-line keys */
+  size_t key_bytes; /* heap taken by out-of-line keys (estimated) */
   uint64_t hits, misses, evictions, expirations;
   ac_store_removed_cb removed;
   void *ud;
@@ -73,6 +73,14 @@ static inline bool same_key(const entry *x, uint32_t h, int tag,
                             const void *key, size_t len) {
   return x->hash == h && x->len == len && x->tag == (uint8_t)tag &&
          (len == 0 || memcmp(key_of(x), key, len) == 0);
+}
+
+/* What an allocation of len bytes takes from a typical malloc (glibc: an
+ * 8-byte header, 16-byte granules, 32 bytes at least), so that
+ * ac_store_memory() reports long keys at their real cost. */
+static size_t heap_size(size_t len) {
+  size_t chunk = (len + 8 + 15) & ~(size_t)15;
+  return chunk < 32 ? 32 : chunk;
 }
 
 static uint32_t find(const ac_store_t *s, uint32_t h, int tag, const void *key,
@@ -118,7 +126,7 @@ static void remove_entry(ac_store_t *s, uint32_t i, ac_removed_t why) {
   if (s->removed) s->removed(s->ud, i, x->tag, key_of(x), x->len, why);
   if (x->len > INLINE_KEY) {
     ac__free((void *)key_of(x));
-    s->key_bytes -= x->len;
+    s->key_bytes -= heap_size(x->len);
   }
   x->live = 0;
   x->chain = s->free;
@@ -272,7 +280,7 @@ int64_t ac_store_set(ac_store_t *s, int tag, const void *key, size_t len,
   x->live = 1;
   if (copy != NULL) {
     memcpy(x->key, &copy, sizeof copy);
-    s->key_bytes += len;
+    s->key_bytes += heap_size(len);
   } else if (len > 0) {
     memcpy(x->key, key, len);
   }

@@ -106,7 +106,8 @@ AC_EXPORT uint32_t ac_store_next_mru(const ac_store_t *s, uint32_t slot);
 
 AC_EXPORT void ac_store_stats(const ac_store_t *s, ac_store_stats_t *out);
 AC_EXPORT void ac_store_reset_stats(ac_store_t *s);
-/* Bytes the store holds in memory (entries, buckets, out-of-line keys). */
+/* Bytes the store holds in memory: entries, buckets, and out-of-line keys
+ * counted with a typical allocator's per-block overhead. */
 AC_EXPORT size_t ac_store_memory(const ac_store_t *s);
 /* Length of the longest bucket chain (for collision tests). */
 AC_EXPORT uint32_t ac_store_longest_chain(const ac_store_t *s);
