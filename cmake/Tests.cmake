@@ -60,12 +60,13 @@ add_test(NAME example.quickstart_lua54
          COMMAND ${LUA54} ${CMAKE_SOURCE_DIR}/examples/quickstart.lua)
 set_tests_properties(example.quickstart_lua54 PROPERTIES ENVIRONMENT "${AC_LUA_ENV}")
 add_test(NAME example.host_step COMMAND host_step)
+add_test(NAME example.host_uv COMMAND host_uv)
 add_test(NAME example.decorators
          COMMAND acache ${CMAKE_SOURCE_DIR}/examples/decorators.lua)
 add_test(NAME example.batching
          COMMAND acache ${CMAKE_SOURCE_DIR}/examples/batching.lua)
 set_tests_properties(example.quickstart example.quickstart_lua54 example.host_step
-  example.decorators example.batching
+  example.host_uv example.decorators example.batching
   PROPERTIES TIMEOUT 120 LABELS example)
 set_tests_properties(example.decorators PROPERTIES
   PASS_REGULAR_EXPRESSION "100 concurrent get_user\\(2\\) calls -> queries:.3")
