@@ -12,17 +12,12 @@
 -- duration, and every test waits for the loaders it starts.
 local cache = require "cache"
 local runtime = require "cache.runtime"
+local h = require "helpers"
 
 local run, spawn, sleep = runtime.run, runtime.spawn, runtime.sleep
-local pack, unpack = table.pack, table.unpack
-
-local NOT_IN_TASK = "must wait, which needs a coroutine run by the cache runtime: "
-  .. "call it inside runtime.run(fn) or runtime.spawn(fn), or run the script with acache"
-
--- it("...", in_run(function() ... end)): the test body runs as a task.
-local function in_run(fn)
-  return function() return run(fn) end
-end
+local pack = table.pack
+local NOT_IN_TASK = h.NOT_IN_TASK
+local in_run, concurrently, error_of = h.in_run, h.concurrently, h.error_of
 
 -- A batch loader that records a copy of the keys of each call, then
 -- returns fn(keys) (by default a map key -> key .. "!").
@@ -42,35 +37,9 @@ local function recorder(fn)
   return s
 end
 
--- Spawns one task per element of list running fn(element, i), waits for
--- all; returns their packed results (a raising fn gives
--- { ok = false, err = ... }).
-local function concurrently(list, fn)
-  local results, left, done = {}, #list, runtime.event()
-  if left == 0 then return results end
-  for i, x in ipairs(list) do
-    spawn(function()
-      local r = pack(pcall(fn, x, i))
-      results[i] = r[1] and pack(unpack(r, 2, r.n)) or { ok = false, err = r[2] }
-      left = left - 1
-      if left == 0 then done:set() end
-    end)
-  end
-  done:wait()
-  return results
-end
-
 -- Concurrent c:get(key[, opts]) for each key of keys.
 local function gets(c, keys, opts)
   return concurrently(keys, function(k) return c:get(k, opts) end)
-end
-
--- The error message of fn(...) without its "file:line: " prefix, or nil.
-local function error_of(fn, ...)
-  local ok, err = pcall(fn, ...)
-  if ok then return nil end
-  if type(err) == "string" then err = err:gsub("^.-:%d+: ", "", 1) end
-  return err
 end
 
 describe("batch loading", function()

@@ -8,51 +8,11 @@
 -- left running into the next test.
 local cache = require "cache"
 local runtime = require "cache.runtime"
+local h = require "helpers"
 
 local run, spawn, sleep = runtime.run, runtime.spawn, runtime.sleep
-local unpack = table.unpack
-
-local NOT_IN_TASK = "must wait, which needs a coroutine run by the cache runtime: "
-  .. "call it inside runtime.run(fn) or runtime.spawn(fn), or run the script with acache"
-
--- it("...", in_run(function() ... end)): the test body runs as a task.
-local function in_run(fn)
-  return function() return run(fn) end
-end
-
--- A loader that counts its calls and records the keys it was given.
-local function counted(fn)
-  local stats = { calls = 0, keys = {} }
-  stats.loader = function(key, ...)
-    stats.calls = stats.calls + 1
-    stats.keys[stats.calls] = key
-    return fn(key, ...)
-  end
-  return stats
-end
-
--- Spawns n tasks running fn(i) and waits for all; returns their packed
--- results (a raising fn gives { ok = false, err = ... }).
-local function spawn_all(n, fn)
-  local results, left, done = {}, n, runtime.event()
-  for i = 1, n do
-    spawn(function()
-      local r = table.pack(pcall(fn, i))
-      results[i] = r[1] and table.pack(unpack(r, 2, r.n)) or { ok = false, err = r[2] }
-      left = left - 1
-      if left == 0 then done:set() end
-    end)
-  end
-  done:wait()
-  return results
-end
-
--- The error message of fn(), or nil.
-local function error_of(fn, ...)
-  local ok, err = pcall(fn, ...)
-  if ok then return nil end
-  return err
-end
+local NOT_IN_TASK = h.NOT_IN_TASK
+local in_run, counted, spawn_all, error_of = h.in_run, h.counted, h.spawn_all, h.error_of
 
 -- Runs a Lua chunk in a child lua5.4 (same LUA_PATH/LUA_CPATH) with a
 -- time limit; returns its output and whether it exited with status 0.

@@ -10,56 +10,17 @@
 -- for the calls it starts.
 local cache = require "cache"
 local runtime = require "cache.runtime"
+local h = require "helpers"
 
-local run, spawn, sleep = runtime.run, runtime.spawn, runtime.sleep
-local pack, unpack = table.pack, table.unpack
-
--- it("...", in_run(function() ... end)): the test body runs as a task.
-local function in_run(fn)
-  return function() return run(fn) end
-end
-
--- A function that counts its calls and records their arguments (packed).
-local function counted(fn)
-  local stats = { calls = 0, args = {} }
-  stats.fn = function(...)
-    stats.calls = stats.calls + 1
-    stats.args[stats.calls] = pack(...)
-    return fn(...)
-  end
-  return stats
-end
+local spawn, sleep = runtime.spawn, runtime.sleep
+local pack = table.pack
+local in_run, counted, spawn_all, error_of = h.in_run, h.counted, h.spawn_all, h.error_of
 
 -- Decorates a counting function: returns the decorated function and the
 -- stats of fn.
 local function lru(opts, fn)
   local s = counted(fn)
   return cache.AsyncLRU(opts)(s.fn), s
-end
-
--- Spawns n tasks running fn(i) and waits for all; returns their packed
--- results (a raising fn gives { ok = false, err = <the error object> }).
-local function spawn_all(n, fn)
-  local results, left, done = {}, n, runtime.event()
-  for i = 1, n do
-    spawn(function()
-      local r = pack(pcall(fn, i))
-      results[i] = r[1] and pack(unpack(r, 2, r.n)) or { ok = false, err = r[2] }
-      left = left - 1
-      if left == 0 then done:set() end
-    end)
-  end
-  done:wait()
-  return results
-end
-
--- The error object raised by fn(...), or nil; a string loses its
--- "file:line: " prefix, as with assert.has_error.
-local function error_of(fn, ...)
-  local ok, err = pcall(fn, ...)
-  if ok then return nil end
-  if type(err) == "string" then err = err:gsub("^.-:%d+: ", "", 1) end
-  return err
 end
 
 local function identity(...) return ... end

@@ -7,8 +7,8 @@ local runtime = require "cache.runtime"
 
 local run, spawn, sleep = runtime.run, runtime.spawn, runtime.sleep
 
-local NOT_IN_TASK = "must wait, which needs a coroutine run by the cache runtime: "
-  .. "call it inside runtime.run(fn) or runtime.spawn(fn), or run the script with acache"
+local h = require "helpers"
+local NOT_IN_TASK = h.NOT_IN_TASK
 
 describe("cache.runtime", function()
 

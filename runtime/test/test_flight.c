@@ -11,6 +11,7 @@
 #include "ac_flight.h"
 #include "hash.h"
 #include "test_harness.h"
+#include "test_alloc.h"
 
 /* ---- a log of waiter callbacks ----------------------------------------- */
 
@@ -54,38 +55,6 @@ static ac_flight_t *start_s(ac_flights_t *fs, const char *key, void *data) {
 
 static ac_flight_t *find_s(ac_flights_t *fs, const char *key) {
   return ac_flights_find(fs, 0, key, strlen(key));
-}
-
-/* ---- a counting, failing allocator -------------------------------------- */
-
-static long alloc_calls, fail_at = -1;
-static long live_blocks;
-
-static int should_fail(void) { return ++alloc_calls == fail_at; }
-
-static void *counting_malloc(size_t n) {
-  if (should_fail()) return NULL;
-  void *p = malloc(n);
-  if (p != NULL) live_blocks++;
-  return p;
-}
-
-static void *counting_realloc(void *p, size_t n) {
-  if (should_fail()) return NULL;
-  void *q = realloc(p, n);
-  if (q != NULL && p == NULL) live_blocks++;
-  return q;
-}
-
-static void counting_free(void *p) {
-  if (p != NULL) live_blocks--;
-  free(p);
-}
-
-/* The nth allocation from now fails (n <= 0: none). */
-static void fail_nth(long n) {
-  alloc_calls = 0;
-  fail_at = n > 0 ? n : -1;
 }
 
 /* ======================================================================== */
@@ -466,9 +435,7 @@ TEST(flight_key_is_a_copy) {
 }
 
 TEST(allocation_failures) {
-  ASSERT_EQ_INT(ac_replace_allocator(counting_malloc, counting_realloc,
-                                     counting_free), 0);
-  live_blocks = 0;
+  install_counting_allocator();
   /* ac_flights_new: the table, then its buckets. */
   for (long n = 1; n <= 2; n++) {
     fail_nth(n);
@@ -514,7 +481,7 @@ TEST(allocation_failures) {
   }
   ac_flights_free(fs);
   ASSERT_EQ_INT(live_blocks, 0);
-  ASSERT_EQ_INT(ac_replace_allocator(malloc, realloc, free), 0);
+  restore_allocator();
 }
 
 TEST(detached_flight_keeps_its_waiters_and_frees_the_key) {

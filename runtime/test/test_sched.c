@@ -10,6 +10,7 @@
 #include "ac_error.h"
 #include "ac_sched.h"
 #include "test_harness.h"
+#include "test_alloc.h"
 
 /* ---- tasks that log their id -------------------------------------------- */
 
@@ -372,19 +373,9 @@ TEST(pass_hook_wraps_each_pass) {
   ASSERT_EQ_INT(ac_sched_free(s), 0);
 }
 
-static void *failing_malloc(size_t n) {
-  (void)n;
-  return NULL;
-}
-
-static void *failing_realloc(void *p, size_t n) {
-  (void)p;
-  (void)n;
-  return NULL;
-}
-
 TEST(new_fails_cleanly_when_out_of_memory) {
-  ASSERT_EQ_INT(ac_replace_allocator(failing_malloc, failing_realloc, free), 0);
+  install_counting_allocator();
+  arm_failure(1); /* every allocation fails */
   int err = 0;
   ASSERT_NULL(ac_sched_new(NULL, &err));
   ASSERT_EQ_INT(err, AC_ENOMEM);
@@ -394,7 +385,7 @@ TEST(new_fails_cleanly_when_out_of_memory) {
   ASSERT_NULL(ac_sched_new(&loop, &err));
   ASSERT_EQ_INT(err, AC_ENOMEM);
   ASSERT_NULL(ac_sched_new(&loop, NULL)); /* err is optional */
-  ASSERT_EQ_INT(ac_replace_allocator(malloc, realloc, free), 0);
+  restore_allocator();
   /* Nothing was left on the host's loop. */
   ASSERT_EQ_INT(uv_loop_close(&loop), 0);
 }

@@ -15,6 +15,7 @@
 #include "ac_store.h"
 #include "hash.h"
 #include "test_harness.h"
+#include "test_alloc.h"
 
 #define INLINE_KEY_MAX 18 /* the store's inline key limit, see store.c */
 
@@ -146,58 +147,7 @@ static uint64_t rnd_next(uint64_t *state) {
 
 /* ---- allocators injected through ac_replace_allocator ------------------ */
 
-/* Counts live blocks and fails the call numbered fail_at (1-based, counted
- * from arm_failure) and, when fail_all, every call after it. */
-static long alloc_calls, fail_at = -1;
-static int fail_all;
-static long live_blocks;
-
-static int should_fail(void) {
-  alloc_calls++;
-  return fail_at > 0 &&
-         (alloc_calls == fail_at || (fail_all && alloc_calls > fail_at));
-}
-
-static void *counting_malloc(size_t n) {
-  if (should_fail()) return NULL;
-  void *p = malloc(n);
-  if (p != NULL) live_blocks++;
-  return p;
-}
-
-static void *counting_realloc(void *p, size_t n) {
-  if (should_fail()) return NULL;
-  void *q = realloc(p, n);
-  if (q != NULL && p == NULL) live_blocks++;
-  return q;
-}
-
-static void counting_free(void *p) {
-  if (p != NULL) live_blocks--;
-  free(p);
-}
-
-static void install_counting_allocator(void) {
-  alloc_calls = 0;
-  fail_at = -1;
-  fail_all = 0;
-  live_blocks = 0;
-  ASSERT_EQ_INT(ac_replace_allocator(counting_malloc, counting_realloc,
-                                     counting_free), 0);
-}
-
-/* The next allocation fails (and every later one too when all is set). */
-static void arm_failure(int all) {
-  alloc_calls = 0;
-  fail_at = 1;
-  fail_all = all;
-}
-
-static void disarm_failure(void) { fail_at = -1; }
-
-static void restore_allocator(void) {
-  ASSERT_EQ_INT(ac_replace_allocator(malloc, realloc, free), 0);
-}
+/* The counting, failing one is in test_alloc.h. */
 
 /* An allocator that hands out dirty memory (every fresh byte 0xA5, as a
  * reused heap block may be): code that reads memory it never wrote sees
@@ -1392,9 +1342,7 @@ TEST(new_fails_cleanly_when_out_of_memory) {
   /* Fail the first allocation, then the second: both report AC_ENOMEM and
    * leave nothing allocated. */
   for (int nth = 1; nth <= 2; nth++) {
-    alloc_calls = 0;
-    fail_at = nth;
-    fail_all = 0;
+    fail_nth(nth);
     int err = 0;
     ASSERT_NULL(ac_store_new(&o, &err));
     ASSERT_EQ_INT(err, AC_ENOMEM);
@@ -1507,9 +1455,7 @@ TEST(bucket_growth_failure_is_harmless) {
     if (i == 16) {
       /* The 17th key: the slab must grow (call 1, a realloc) and the
        * buckets double (call 2): fail only the buckets. */
-      alloc_calls = 0;
-      fail_at = 2;
-      fail_all = 0;
+      fail_nth(2);
     }
     ASSERT_CMP_INT(set_s(s, key, 0), >, 0);
     if (i == 16) {

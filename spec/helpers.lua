@@ -1,0 +1,70 @@
+-- Helpers shared by the specs: local h = require "helpers" (spec/ is on
+-- LUA_PATH when the specs run, see cmake/Tests.cmake).  Helpers that only
+-- one spec uses stay in that spec.
+local runtime = require "cache.runtime"
+
+local run, spawn = runtime.run, runtime.spawn
+local pack, unpack = table.pack, table.unpack
+
+local h = {}
+
+-- The message of an operation that must wait, called outside a task (after
+-- the name of the operation).
+h.NOT_IN_TASK = "must wait, which needs a coroutine run by the cache runtime: "
+  .. "call it inside runtime.run(fn) or runtime.spawn(fn), or run the script with acache"
+
+-- it("...", h.in_run(function() ... end)): the test body runs as a task.
+function h.in_run(fn)
+  return function() return run(fn) end
+end
+
+-- A function that counts its calls and records their arguments: returns
+-- stats with stats.fn (the same function as stats.loader, the name used
+-- where it is a cache loader), stats.calls, stats.keys[i] (the first
+-- argument of call i) and stats.args[i] (all its arguments, packed).
+function h.counted(fn)
+  local stats = { calls = 0, keys = {}, args = {} }
+  stats.fn = function(...)
+    stats.calls = stats.calls + 1
+    stats.keys[stats.calls] = (...)
+    stats.args[stats.calls] = pack(...)
+    return fn(...)
+  end
+  stats.loader = stats.fn
+  return stats
+end
+
+-- Spawns n tasks running fn(i) and waits for all; returns their packed
+-- results (a raising fn gives { ok = false, err = <the error object> }).
+function h.spawn_all(n, fn)
+  local results, left, done = {}, n, runtime.event()
+  for i = 1, n do
+    spawn(function()
+      local r = pack(pcall(fn, i))
+      results[i] = r[1] and pack(unpack(r, 2, r.n)) or { ok = false, err = r[2] }
+      left = left - 1
+      if left == 0 then done:set() end
+    end)
+  end
+  done:wait()
+  return results
+end
+
+-- Spawns one task per element of list running fn(element, i), waits for
+-- all; returns their packed results as h.spawn_all does (an empty list
+-- gives {} at once).
+function h.concurrently(list, fn)
+  if #list == 0 then return {} end
+  return h.spawn_all(#list, function(i) return fn(list[i], i) end)
+end
+
+-- The error object raised by fn(...), or nil; a string loses its
+-- "file:line: " prefix, as with assert.has_error.
+function h.error_of(fn, ...)
+  local ok, err = pcall(fn, ...)
+  if ok then return nil end
+  if type(err) == "string" then err = err:gsub("^.-:%d+: ", "", 1) end
+  return err
+end
+
+return h
