@@ -167,14 +167,15 @@ describe("cache.runtime", function()
   describe("a bare coroutine.yield() in a task", function()
     it("lets the other tasks run, then carries on", function()
       run(function()
-        local order = {}
+        local order, done = {}, runtime.event()
         spawn(function()
           order[#order + 1] = "a1"
           coroutine.yield()
           order[#order + 1] = "a2"
+          done:set()
         end)
         spawn(function() order[#order + 1] = "b" end)
-        sleep(0.001)
+        done:wait() -- not a sleep: a slow pass must not reorder the check
         assert.same({ "a1", "b", "a2" }, order)
       end)
     end)
