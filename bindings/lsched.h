@@ -94,7 +94,8 @@ lresult *lresult_new(int refs);
 /* Pops n values from L into a new result (refs references). */
 lresult *lresult_from_stack(lua_State *L, int n, int refs);
 void lresult_release(lua_State *L, lresult *r);
-/* Pushes the result's values; returns how many. */
+/* Pushes the result's values; returns how many (0 when L's stack cannot
+ * grow that far: nothing is raised, as L may be a suspended coroutine). */
 int lresult_push(lua_State *L, const lresult *r);
 
 /* Is a task (or an inline loader) running right now? */

@@ -6,6 +6,7 @@
  * releases the reference with largs_done once the key is used.  Tables are encoded
  * pair by pair, then their pairs are sorted by the encoded key and
  * rewritten in that order: the result does not depend on traversal order. */
+#define _GNU_SOURCE /* qsort_r: one runtime per thread may encode at once */
 #include <lauxlib.h>
 #include <math.h>
 #include <stdint.h>
@@ -104,10 +105,9 @@ typedef struct {
   size_t start, key_len, len;
 } pair;
 
-static const char *pair_base; /* qsort has no context argument */
-
-static int by_key(const void *a, const void *b) {
+static int by_key(const void *a, const void *b, void *base) {
   const pair *x = a, *y = b;
+  const char *pair_base = base;
   size_t n = x->key_len < y->key_len ? x->key_len : y->key_len;
   int c = memcmp(pair_base + x->start, pair_base + y->start, n);
   if (c != 0) return c;
@@ -156,8 +156,7 @@ static void encode_table(largs *k, int idx) {
     char *copy = lua_newuserdatauv(L, total, 0);
     memcpy(copy, k->p + region, total);
     for (size_t i = 0; i < npairs; i++) pairs[i].start -= region;
-    pair_base = copy;
-    qsort(pairs, npairs, sizeof *pairs, by_key);
+    qsort_r(pairs, npairs, sizeof *pairs, by_key, copy);
     size_t at = region;
     for (size_t i = 0; i < npairs; i++) {
       memcpy(k->p + at, copy + pairs[i].start, pairs[i].len);

@@ -73,7 +73,7 @@ static void push_for_key(lua_State *L, lbatch *b, int idx, int i, int map) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, b->keys_ref);
   lua_rawgeti(L, -1, i);
   lua_remove(L, -2);
-  lua_gettable(L, idx);
+  lua_rawget(L, idx); /* raw: a metamethod could raise mid-settle */
 }
 
 /* Does any key of the batch index the table at idx? Then it is a map. */
@@ -93,8 +93,11 @@ static void finish_batch(lua_State *L, lbatch *b, ltask *t, int st, int nres) {
   lcache *c = b->c;
   int base = lua_gettop(L);
   if (st != LUA_OK) nres = 1;
-  luaL_checkstack(L, nres + 8, "too many results");
-  lua_xmove(t->co, L, nres);
+  if (nres > 2) { /* values and errors are all that matter */
+    lua_pop(t->co, nres - 2);
+    nres = 2;
+  }
+  lua_xmove(t->co, L, nres); /* the pass's state has room for a few */
   lsched_release_loader(c->ls, t, st);
   if (b->timer != NULL) uv_timer_stop(b->timer);
 
@@ -217,8 +220,10 @@ static lbatch *open_batch(lua_State *L, lcache *c, int fn) {
   b->timer = timer;
   b->next = c->batches_open;
   c->batches_open = b;
+  /* The window never outlasts load_timeout: no caller waits forever. */
   double ms = c->batch_window_ms > 0 ? ceil(c->batch_window_ms) : 0;
-  uv_timer_start(timer, on_window, (uint64_t)ms, 0);
+  if (ms > c->load_timeout * 1000.0) ms = ceil(c->load_timeout * 1000.0);
+  uv_timer_start(timer, on_window, ms > 9e15 ? (uint64_t)9e15 : (uint64_t)ms, 0);
   return b;
 }
 

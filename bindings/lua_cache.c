@@ -31,6 +31,13 @@ lcache *lcache_check(lua_State *L, int idx) {
   return c;
 }
 
+/* Options are read with lua_getfield, which runs metamethods that may
+ * close the cache: check again before touching the store. */
+static void still_open(lua_State *L, lcache *c) {
+  if (c->closed) luaL_error(L, "the cache is closed");
+  c->L = L;
+}
+
 static void on_removed(void *ud, uint32_t slot, int tag, const char *key,
                        size_t len, ac_removed_t why) {
   lcache *c = ud;
@@ -111,6 +118,7 @@ static int cache_get(lua_State *L) {
   lkey_get(L, 2, &k);
   double ttl;
   int batch, loader = get_options(L, c, &ttl, &batch);
+  still_open(L, c);
   uint32_t slot = ac_store_get(c->store, k.tag, k.p, k.len);
   if (slot != 0) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, c->values_ref);
@@ -140,6 +148,8 @@ typedef struct {
   int pending; /* flights not closed yet */
   int n;
   int keys_ref, values_ref, errors_ref;
+  int self_ref; /* anchors the group while waiters point into it: the
+                   coroutine's stack alone does not (it may be closed) */
   many_slot slot[];
 } many_group;
 
@@ -193,7 +203,8 @@ static int many_collect(lua_State *L, int status, lua_KContext ctx) {
   luaL_unref(L, LUA_REGISTRYINDEX, g->keys_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, g->values_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, g->errors_ref);
-  g->keys_ref = g->values_ref = g->errors_ref = LUA_NOREF;
+  luaL_unref(L, LUA_REGISTRYINDEX, g->self_ref);
+  g->keys_ref = g->values_ref = g->errors_ref = g->self_ref = LUA_NOREF;
   lua_pushnil(L);
   if (lua_next(L, 5) == 0) {
     lua_pushnil(L);
@@ -227,7 +238,11 @@ static int cache_get_many(lua_State *L) {
     lua_replace(L, 3);
   }
   int batch = lua_isnil(L, 3) ? 0 : 3;
-  int n = (int)luaL_len(L, 2);
+  still_open(L, c);
+  lua_Unsigned len = lua_rawlen(L, 2); /* raw: no metamethod may run from here */
+  if (len > (lua_Unsigned)1 << 24)
+    return luaL_error(L, "cache:get_many(): too many keys (%d at most)", 1 << 24);
+  int n = (int)len;
   /* Check every key before queueing anything: an error after some keys
    * joined loads would leave their waiters behind. */
   for (int i = 1; i <= n; i++) {
@@ -242,6 +257,7 @@ static int cache_get_many(lua_State *L) {
   lua_newtable(L); /* 4: values */
   lua_newtable(L); /* 5: errors */
   many_group *g = lua_newuserdatauv(L, sizeof *g + (size_t)n * sizeof(many_slot), 0);
+  g->self_ref = LUA_NOREF;
   g->task = NULL;
   g->pending = 0;
   g->n = n;
@@ -266,6 +282,8 @@ static int cache_get_many(lua_State *L) {
       if (f != NULL) {
         if (g->task == NULL) g->task = lsched_park(L, "cache:get_many()");
         if (g->keys_ref == LUA_NOREF) { /* before any waiter can run */
+          lua_pushvalue(L, 6);
+          g->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
           lua_pushvalue(L, 2);
           g->keys_ref = luaL_ref(L, LUA_REGISTRYINDEX);
           lua_pushvalue(L, 4);
@@ -300,6 +318,7 @@ static int cache_set(lua_State *L) {
       return luaL_error(L, "cache:set(): opts must be a table, got %s", luaL_typename(L, 4));
     if (lua_getfield(L, 4, "ttl") != LUA_TNIL) ttl = check_ttl(L, -1, "opts.ttl");
     lua_pop(L, 1);
+    still_open(L, c);
   }
   lua_pushvalue(L, 3);
   lcache_store(L, c, k.tag, k.p, k.len, ttl);

@@ -182,7 +182,16 @@ static int finish_load(lua_State *L, lload *ld, ltask *t, int st, int nres,
   int base = lua_gettop(L);
   int failed = st != LUA_OK;
   if (failed) nres = 1;
-  luaL_checkstack(L, nres + 6, "too many results");
+  if (ld->mode == LOAD_GET && nres > 2) { /* only v, err matter */
+    lua_pop(t->co, nres - 2);
+    nres = 2;
+  }
+  if (!lua_checkstack(L, nres + 6)) { /* no error may escape a settle */
+    lua_pop(t->co, nres);
+    lua_pushliteral(t->co, "the loader returned too many results");
+    nres = 1;
+    failed = 1;
+  }
   lua_xmove(t->co, L, nres);
   lsched_release_loader(c->ls, t, st);
   /* Reduce the results at base+1 .. to one value v (or v, err). */
@@ -281,20 +290,29 @@ int lcache_miss(lua_State *L, lcache *c, const lload_spec *spec) {
     lua_pushnil(L);
     return 1;
   }
-  lload *ld = lload_open(L, c, spec, &f);
+  /* Everything that can raise comes before the flight opens: a flight
+   * left open by an error would hold every later caller forever. */
   int nargs = spec->last >= spec->first ? spec->last - spec->first + 1 : 0;
+  luaL_checkstack(L, nargs + 2, "too many arguments");
+  int anchor_ref = LUA_NOREF;
   if (spec->anchor) {
     lua_createtable(L, nargs, 0);
     for (int i = 0; i < nargs; i++) {
       lua_pushvalue(L, spec->first + i);
       lua_rawseti(L, -2, i + 1);
     }
-    ld->anchor_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    anchor_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
   ltask *t = lsched_loader(c->ls);
+  if (!lua_checkstack(t->co, nargs + 1)) {
+    luaL_unref(L, LUA_REGISTRYINDEX, anchor_ref);
+    lsched_release_loader(c->ls, t, LUA_OK);
+    return luaL_error(L, "too many arguments");
+  }
+  lload *ld = lload_open(L, c, spec, &f); /* raises only before opening */
+  ld->anchor_ref = anchor_ref;
   t->done = on_loader_done;
   t->done_ud = ld;
-  luaL_checkstack(L, nargs + 1, "too many arguments");
   lua_pushvalue(L, spec->fn);
   for (int i = 0; i < nargs; i++) lua_pushvalue(L, spec->first + i);
   lua_xmove(L, t->co, nargs + 1);
@@ -305,9 +323,15 @@ int lcache_miss(lua_State *L, lcache *c, const lload_spec *spec) {
   }
 
   /* The loader waits for something: it goes on in the background. */
+  if (ld->flight == NULL) { /* the loader closed the cache meanwhile */
+    lua_pushnil(L);
+    lua_pushliteral(L, "the cache was closed while loading");
+    if (spec->mode == LOAD_CALL) return lua_error(L);
+    return 2;
+  }
   lua_pushvalue(L, 1);
   ld->cache_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  if (!isinf(c->load_timeout) && ld->flight != NULL) {
+  if (!isinf(c->load_timeout)) {
     ld->timer = malloc(sizeof *ld->timer);
     if (ld->timer != NULL) {
       uv_timer_init(lsched_loop(c->ls), ld->timer);
@@ -316,7 +340,7 @@ int lcache_miss(lua_State *L, lcache *c, const lload_spec *spec) {
       uv_timer_start(ld->timer, on_load_timeout, ms > 9e15 ? (uint64_t)9e15 : (uint64_t)ms, 0);
     }
   }
-  return lload_wait(L, f, spec->mode);
+  return lload_wait(L, ld->flight, spec->mode);
 }
 
 void lcache_invalidate_load(lcache *c, int tag, const char *key, size_t len) {

@@ -80,7 +80,8 @@ int lresult_push(lua_State *L, const lresult *r) {
     lua_pushstring(L, r->cerr);
     return 2;
   }
-  luaL_checkstack(L, r->nvals + 1, "too many results");
+  /* L may be a suspended coroutine: no error may be raised on it. */
+  if (!lua_checkstack(L, r->nvals + 1)) return 0;
   lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref);
   for (int i = 1; i <= r->nvals; i++) lua_rawgeti(L, -i, i);
   lua_remove(L, -(r->nvals + 1));
@@ -177,6 +178,10 @@ static void forget_task(lsched *ls, lua_State *L, ltask *t) {
 ltask *lsched_spawn(lua_State *L, int kind, int nargs) {
   lsched *ls = lsched_get(L);
   ltask *t = new_task(ls, L, kind);
+  if (!lua_checkstack(t->co, nargs + 1)) { /* xmove does not grow it */
+    forget_task(ls, L, t);
+    luaL_error(L, "too many arguments");
+  }
   lua_xmove(L, t->co, nargs + 1);
   t->nargs = nargs;
   ac_sched_post(ls->sched, &t->q);

@@ -3,6 +3,7 @@
  * rounds.  The key comes from getrandom(2) the first time a hash is taken. */
 #include "hash.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/random.h>
@@ -11,6 +12,7 @@
 
 static uint64_t seed_k0, seed_k1;
 static atomic_int seeded;
+static pthread_once_t seed_once = PTHREAD_ONCE_INIT;
 
 static void seed_from_os(void) {
   uint64_t k[2];
@@ -21,9 +23,10 @@ static void seed_from_os(void) {
     k[0] = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uint64_t)getpid();
     k[1] = (uint64_t)ts.tv_sec * 0xC2B2AE3D27D4EB4Full ^ (uintptr_t)&ts;
   }
+  if (atomic_load(&seeded)) return; /* a test set the seed first */
   seed_k0 = k[0];
   seed_k1 = k[1];
-  atomic_store(&seeded, 1);
+  atomic_store_explicit(&seeded, 1, memory_order_release);
 }
 
 void ac__hash_set_seed(uint64_t k0, uint64_t k1) {
@@ -43,7 +46,9 @@ void ac__hash_set_seed(uint64_t k0, uint64_t k1) {
   } while (0)
 
 uint64_t ac__hash(int tag, const void *key, size_t len) {
-  if (!atomic_load_explicit(&seeded, memory_order_relaxed)) seed_from_os();
+  /* Runtimes on other threads hash too: seed exactly once. */
+  if (!atomic_load_explicit(&seeded, memory_order_acquire))
+    pthread_once(&seed_once, seed_from_os);
   const unsigned char *p = key;
   uint64_t k0 = seed_k0 ^ (uint64_t)(unsigned)tag, k1 = seed_k1;
   uint64_t v0 = k0 ^ 0x736f6d6570736575ull;
