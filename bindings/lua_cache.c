@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "lcache.h"
+#include "ltype.h"
 #include "lkey.h"
 #include "lsched.h"
 
@@ -501,20 +502,11 @@ void lcache_open(lua_State *L) {
       {"delete", cache_delete},   {"clear", cache_clear},
       {"contains", cache_contains}, {"get_metrics", cache_metrics},
       {"close", cache_close},     {"is_closed", cache_is_closed},     {NULL, NULL}};
-  if (luaL_newmetatable(L, CACHE_MT)) {
-    luaL_newlib(L, methods);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -3, "methods"); /* cache.lua adds Lua methods here */
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, cache_close);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, cache_close);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, cache_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pushliteral(L, "AsyncCache");
-    lua_setfield(L, -2, "__name");
-  }
-  lua_pop(L, 1);
+  static const luaL_Reg meta[] = {{"__gc", cache_close},
+                                  {"__close", cache_close},
+                                  {"__tostring", cache_tostring},
+                                  {NULL, NULL}};
+  /* cache/async_cache.lua adds its Lua methods to "methods" */
+  ltype_register(L, CACHE_MT, "AsyncCache", methods, meta);
   lua_pushcfunction(L, new_cache);
 }

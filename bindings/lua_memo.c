@@ -15,6 +15,7 @@
 #include "largs.h"
 #include "lcache.h"
 #include "lkey.h"
+#include "ltype.h"
 
 #define MEMO_MT "ac.memo"
 #define MEMO_MAGIC 0x4143454Du /* "ACEM" */
@@ -192,19 +193,10 @@ void lmemo_open(lua_State *L) {
       {"cache", memo_get_cache},
       {"func", memo_func},
       {NULL, NULL}};
-  if (luaL_newmetatable(L, MEMO_MT)) {
-    luaL_newlib(L, methods);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -3, "methods");
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, memo_call);
-    lua_setfield(L, -2, "__call");
-    lua_pushcfunction(L, memo_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pushliteral(L, "decorated function");
-    lua_setfield(L, -2, "__name");
-  }
-  lua_pop(L, 1);
+  static const luaL_Reg meta[] = {{"__call", memo_call},
+                                  {"__tostring", memo_tostring},
+                                  {NULL, NULL}};
+  ltype_register(L, MEMO_MT, "decorated function", methods, meta);
   lua_pushcfunction(L, memoize);
   lua_pushcfunction(L, is_memo);
 }

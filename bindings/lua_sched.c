@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "lsched.h"
+#include "ltype.h"
 
 #define POOL_MAX 64
 
@@ -521,13 +522,8 @@ int luaopen_cache_runtime_core(lua_State *L) {
   static const luaL_Reg event_methods[] = {
       {"wait", event_wait}, {"set", event_set}, {"is_set", event_is_set},
       {NULL, NULL}};
-  if (luaL_newmetatable(L, "ac.event")) {
-    luaL_newlib(L, event_methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, event_gc);
-    lua_setfield(L, -2, "__gc");
-  }
-  lua_pop(L, 1);
+  static const luaL_Reg event_meta[] = {{"__gc", event_gc}, {NULL, NULL}};
+  ltype_register(L, "ac.event", "event", event_methods, event_meta);
   static const luaL_Reg funcs[] = {
       {"run", l_run},     {"spawn", l_spawn},
       {"sleep", l_sleep}, {"now", l_now},

@@ -38,15 +38,23 @@ local function check_options(who, opts, allowed)
   return opts
 end
 
--- Checks the cache options now (errors point at the AsyncLRU{...} call);
--- each decorated function then gets a cache of its own.
-local function decorator(who, cache_opts, skip)
-  local maxsize, ttl, timeout = async_cache.check(cache_opts, 3)
+-- Checks the options now (errors point at the AsyncLRU{...} call, level 3
+-- from here) and returns the decorator; each function it decorates gets a
+-- cache of its own.
+local function decorator(who, opts, default_maxsize, ttl)
+  local maxsize, default_ttl, timeout = async_cache.check({
+    maxsize = opts.maxsize or default_maxsize,
+    default_ttl = ttl,
+    load_timeout = opts.load_timeout or math.huge,
+    remote_cache = opts.remote_cache,
+    backup = opts.backup,
+  }, 3)
+  local skip = math.tointeger(opts.skip_args or 0)
   return function(fn)
     if not callable(fn) then
       error(("%s: the decorated value must be a function, got %s"):format(who, type(fn)), 2)
     end
-    local m = core.memoize(core.new_cache(maxsize, ttl, timeout), fn, math.tointeger(skip or 0))
+    local m = core.memoize(core.new_cache(maxsize, default_ttl, timeout), fn, skip)
     return m
   end
 end
@@ -57,12 +65,7 @@ local LRU_OPTIONS = { maxsize = true, skip_args = true, remote_cache = true,
 --- cache.AsyncLRU{ maxsize = 128, skip_args = 0 }(fn)
 function _M.AsyncLRU(opts)
   opts = check_options("cache.AsyncLRU", opts, LRU_OPTIONS)
-  local d = decorator("cache.AsyncLRU", {
-    maxsize = opts.maxsize or 128,
-    load_timeout = opts.load_timeout or math.huge,
-    remote_cache = opts.remote_cache,
-    backup = opts.backup,
-  }, opts.skip_args)
+  local d = decorator("cache.AsyncLRU", opts, 128, nil)
   return d -- not a tail call: decorator() reports errors at our caller's line
 end
 
@@ -77,13 +80,7 @@ function _M.AsyncTTL(opts)
   if ttl ~= nil and (type(ttl) ~= "number" or not (ttl > 0)) then
     error("opts.time_to_live must be a positive number of seconds or nil, got " .. describe(ttl), 2)
   end
-  local d = decorator("cache.AsyncTTL", {
-    maxsize = opts.maxsize or 1024,
-    default_ttl = ttl,
-    load_timeout = opts.load_timeout or math.huge,
-    remote_cache = opts.remote_cache,
-    backup = opts.backup,
-  }, opts.skip_args)
+  local d = decorator("cache.AsyncTTL", opts, 1024, ttl)
   return d -- not a tail call: decorator() reports errors at our caller's line
 end
 
