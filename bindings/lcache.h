@@ -30,6 +30,7 @@ typedef struct lcache {
   int batch_fn_ref;    /* the default batch loader, or LUA_NOREF */
   double batch_window_ms;
   int max_batch_size;
+  int batch_result;    /* BATCH_RESULT_*: how to read a loader's result */
   lbatch *batches_open; /* batches still collecting keys */
   uint64_t batches, batched_keys;
 } lcache;
@@ -55,6 +56,8 @@ struct lload {
   lua_State *out_L;
   int out, out_n;
 };
+
+enum { BATCH_RESULT_AUTO = 0, BATCH_RESULT_MAP, BATCH_RESULT_ARRAY };
 
 /* How a load calls its function and hands out the outcome. */
 enum {

@@ -76,8 +76,8 @@ static void push_for_key(lua_State *L, lbatch *b, int idx, int i, int map) {
   lua_rawget(L, idx); /* raw: a metamethod could raise mid-settle */
 }
 
-/* Does any key of the batch index the table at idx? Then it is a map. */
-static int is_map(lua_State *L, lbatch *b, int idx) {
+/* Does any key of the batch index the table at idx? */
+static int indexed_by_a_key(lua_State *L, lbatch *b, int idx) {
   for (int i = 1; i <= b->n; i++) {
     push_for_key(L, b, idx, i, 1);
     int found = !lua_isnil(L, -1);
@@ -85,6 +85,48 @@ static int is_map(lua_State *L, lbatch *b, int idx) {
     if (found) return 1;
   }
   return 0;
+}
+
+/* Is the key at the top an integer (1 and 1.0 alike) in 1..n? */
+static int in_positions(lua_State *L, int n) {
+  int isnum;
+  lua_Integer i = lua_tointegerx(L, -1, &isnum);
+  return isnum && i >= 1 && i <= n;
+}
+
+/* How to read a result table at idx: 1 as a map (result[key]), 0 as an
+ * array in key order (result[i]), -1 when it cannot be told.  With
+ * batch_result = "auto", a batch without integer keys is a map when any
+ * of its keys indexes the table (an array's keys are integers).  With
+ * integer keys both forms can have the same shape, so the table is a map
+ * only when it holds a key outside 1..n (no array does), an array when
+ * the keys are 1..n in order (both readings agree), and undecided
+ * otherwise: a silent wrong guess would cache values under other keys. */
+static int result_form(lua_State *L, lbatch *b, int idx) {
+  if (b->c->batch_result != BATCH_RESULT_AUTO)
+    return b->c->batch_result == BATCH_RESULT_MAP;
+  int integer_keys = 0, in_order = 1;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, b->keys_ref);
+  for (int i = 1; i <= b->n; i++) {
+    lua_rawgeti(L, -1, i);
+    int isnum;
+    lua_Integer k = lua_tointegerx(L, -1, &isnum);
+    if (isnum && lua_type(L, -1) == LUA_TNUMBER) integer_keys = 1;
+    if (!isnum || k != i) in_order = 0;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  if (!integer_keys) return indexed_by_a_key(L, b, idx);
+  if (in_order) return 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx) != 0) {
+    lua_pop(L, 1);
+    if (!in_positions(L, b->n)) {
+      lua_pop(L, 1);
+      return 1;
+    }
+  }
+  return -1;
 }
 
 /* Settles every key with the batch loader's outcome: status st and nres
@@ -121,8 +163,24 @@ static void finish_batch(lua_State *L, lbatch *b, ltask *t, int st, int nres) {
       lload_settle(L, b->loads[i], base + 1, 2, 1, 0);
     }
   } else {
-    int vmap = values && is_map(L, b, values);
-    int emap = errors && is_map(L, b, errors);
+    int vmap = values ? result_form(L, b, values) : 0;
+    int emap = errors ? result_form(L, b, errors) : vmap;
+    if (values && errors && vmap >= 0 && emap < 0) emap = vmap; /* one loader, one form */
+    if (vmap < 0 || emap < 0) {
+      lua_pushliteral(L, "the batch loader's result cannot be read for these integer keys: "
+                         "set the cache's batch_result option to \"map\" or \"array\"");
+      for (int i = 0; i < b->n; i++) {
+        int top = lua_gettop(L);
+        c->load_errors++;
+        lua_pushnil(L);
+        lua_pushvalue(L, top);
+        lload_settle(L, b->loads[i], top + 1, 2, 1, 0);
+        lua_settop(L, top);
+      }
+      lua_settop(L, base);
+      free_batch(L, b);
+      return;
+    }
     for (int i = 0; i < b->n; i++) {
       lload *ld = b->loads[i]; /* its flight may be closed: settle copes */
       int top = lua_gettop(L);

@@ -442,7 +442,7 @@ static int cache_tostring(lua_State *L) {
 }
 
 /* core.new_cache(maxsize, default_ttl, load_timeout[, batch_loader,
- * batch_window_ms, max_batch_size]): the checked inputs of
+ * batch_window_ms, max_batch_size, batch_result]): the checked inputs of
  * cache.AsyncCache (which validates and documents them). */
 static int new_cache(lua_State *L) {
   lua_Integer maxsize = luaL_checkinteger(L, 1);
@@ -455,6 +455,8 @@ static int new_cache(lua_State *L) {
   lua_Integer max_batch = luaL_optinteger(L, 6, 100);
   luaL_argcheck(L, window >= 0, 5, "batch_window_ms must not be negative");
   luaL_argcheck(L, max_batch >= 1 && max_batch <= 0x7fffffff, 6, "max_batch_size out of range");
+  static const char *const forms[] = {"auto", "map", "array", NULL};
+  int batch_result = luaL_checkoption(L, 7, "auto", forms);
   lsched *ls = lsched_get(L);
   lcache *c = lua_newuserdatauv(L, sizeof *c, 0);
   memset(c, 0, sizeof *c);
@@ -482,6 +484,7 @@ static int new_cache(lua_State *L) {
   c->load_timeout = load_timeout;
   c->batch_window_ms = window;
   c->max_batch_size = (int)max_batch;
+  c->batch_result = batch_result;
   if (!lua_isnoneornil(L, 4)) {
     lua_pushvalue(L, 4);
     c->batch_fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);

@@ -193,24 +193,47 @@ describe("batch loading", function()
       assert.equal("Y", c:get("y"))
     end))
 
-    it("with integer keys, reads a result indexed by any key of the batch as a map", in_run(function()
-      -- The rule: if result[key] is non-nil for some key of the batch, the
-      -- result is a map; otherwise it is an array in key order.
+    it("with integer keys, reads a map when it holds a key outside 1..n", in_run(function()
       local c = cache.AsyncCache{ batch_loader = function(keys)
-        return { "v-first", "v-second" } -- meant as an array in key order
+        local r = {}
+        for _, k in ipairs(keys) do r[k] = "v" .. k end
+        return r
       end }
+      local r = gets(c, { 5, 1 })
+      assert.same({ n = 1, "v5" }, r[1])
+      assert.same({ n = 1, "v1" }, r[2])
+      assert.equal("v1", c:get(1))
+    end))
+
+    it("with integer keys 1..n in order, map and array read alike", in_run(function()
+      local c = cache.AsyncCache{ batch_loader = function() return { 10, 20, 30 } end }
+      local r = gets(c, { 1, 2, 3 })
+      assert.same({ 10, 20, 30 }, { r[1][1], r[2][1], r[3][1] })
+    end))
+
+    it("with integer keys, an undecidable result gives every key an error, never a wrong value", in_run(function()
+      local msg = "the batch loader's result cannot be read for these integer keys: "
+        .. 'set the cache\'s batch_result option to "map" or "array"'
+      -- { "v-first", "v-second" } for keys { 2, 3 }: an array in key order,
+      -- or a map holding key 2 only?  The shape cannot tell.
+      local c = cache.AsyncCache{ batch_loader = function() return { "v-first", "v-second" } end }
       local r = gets(c, { 2, 3 })
-      -- result[2] exists, so it is a map: key 2 gets result[2], key 3 result[3]
-      assert.same({ n = 1, "v-second" }, r[1])
-      assert.same({ n = 1, nil }, r[2])
-      -- keys 1..n in order: a map and an array read alike
-      local c2 = cache.AsyncCache{ batch_loader = function() return { 10, 20, 30 } end }
-      local r2 = gets(c2, { 1, 2, 3 })
-      assert.same({ 10, 20, 30 }, { r2[1][1], r2[2][1], r2[3][1] })
-      -- no key indexes the result: an array
-      local c3 = cache.AsyncCache{ batch_loader = function() return { "x", "y" } end }
-      local r3 = gets(c3, { 10, 20 })
-      assert.same({ "x", "y" }, { r3[1][1], r3[2][1] })
+      assert.same({ n = 2, nil, msg }, r[1])
+      assert.same({ n = 2, nil, msg }, r[2])
+      assert.equal(0, c:get_metrics().size) -- nothing cached under a guess
+    end))
+
+    it("reads the result as the batch_result option says", in_run(function()
+      local function loader() return { "v-first", "v-second" } end
+      local as_array = cache.AsyncCache{ batch_result = "array", batch_loader = loader }
+      local r = gets(as_array, { 2, 3 })
+      assert.same({ "v-first", "v-second" }, { r[1][1], r[2][1] })
+      local as_map = cache.AsyncCache{ batch_result = "map", batch_loader = loader }
+      r = gets(as_map, { 2, 3 })
+      assert.equal("v-second", r[1][1])
+      assert.is_nil(r[2][1])
+      assert.has_error(function() cache.AsyncCache{ batch_result = "list" } end,
+        'opts.batch_result must be "auto", "map" or "array", got string "list"')
     end))
 
     it("gives each key its own value when the batch loader sorts its keys in place", in_run(function()

@@ -35,7 +35,8 @@ end
 
 local ASYNC_CACHE_OPTIONS = { maxsize = true, default_ttl = true, load_timeout = true,
                               remote_cache = true, backup = true, batch_loader = true,
-                              batch_window_ms = true, max_batch_size = true }
+                              batch_window_ms = true, max_batch_size = true,
+                              batch_result = true }
 local DEFAULT_BATCH_WINDOW_MS = 5
 local DEFAULT_MAX_BATCH_SIZE = 100
 
@@ -52,6 +53,10 @@ local DEFAULT_MAX_BATCH_SIZE = 100
 -- opts.batch_window_ms  how long a batch collects keys (5; 0: until the end
 --                    of the current pass of the scheduler)
 -- opts.max_batch_size   a batch is dispatched when it holds this many keys (100)
+-- opts.batch_result  how to read the loader's result: "map" ({ [key] = v }),
+--                    "array" (values in key order) or "auto" (the default:
+--                    told from its shape; with integer keys, when the shape
+--                    cannot tell, every key gets an error asking to choose)
 function _M.check(opts, level)
   level = (level or 2) + 1
   if opts == nil then opts = {} end
@@ -94,8 +99,12 @@ function _M.check(opts, level)
   elseif type(max_batch) ~= "number" or not math.tointeger(max_batch) or max_batch < 1 then
     error("opts.max_batch_size must be a positive integer, got " .. describe(max_batch), level)
   end
+  local form = opts.batch_result
+  if form ~= nil and form ~= "auto" and form ~= "map" and form ~= "array" then
+    error('opts.batch_result must be "auto", "map" or "array", got ' .. describe(form), level)
+  end
   return math.tointeger(maxsize), default_ttl or huge, load_timeout, batch_loader, window,
-    math.tointeger(max_batch)
+    math.tointeger(max_batch), form
 end
 
 --- Creates a cache (errors in opts raised at level, as check does).
