@@ -95,8 +95,22 @@ void ac_runtime_free(ac_runtime_t *rt) {
 lua_State *ac_runtime_lua(ac_runtime_t *rt) { return rt->L; }
 uv_loop_t *ac_runtime_loop(ac_runtime_t *rt) { return ac_sched_loop(rt->sched); }
 
-void ac_runtime_spawn(ac_runtime_t *rt, int nargs) {
-  lsched_spawn(rt->L, TASK_SPAWN, nargs);
+static int spawn_protected(lua_State *L) {
+  lsched_spawn(L, TASK_SPAWN, lua_gettop(L) - 1);
+  return 0;
+}
+
+int ac_runtime_spawn(ac_runtime_t *rt, int nargs) {
+  /* Under a protected call: a host must not panic on a Lua error (out of
+   * memory, too many arguments). */
+  lua_State *L = rt->L;
+  lua_pushcfunction(L, spawn_protected);
+  lua_insert(L, -(nargs + 2));
+  if (lua_pcall(L, nargs + 1, 0, 0) != LUA_OK) {
+    lsched_report(rt->ls, L, NULL);
+    return -1;
+  }
+  return 0;
 }
 
 int ac_runtime_dofile(ac_runtime_t *rt, const char *path, int argc,
@@ -108,6 +122,11 @@ int ac_runtime_dofile(ac_runtime_t *rt, const char *path, int argc,
     return -1;
   }
   /* The global `arg`, as the stand-alone interpreter sets it. */
+  if (!lua_checkstack(L, argc + 4)) {
+    lua_pop(L, 1);
+    say(errbuf, errlen, "too many arguments");
+    return -1;
+  }
   lua_createtable(L, argc, 1);
   lua_pushstring(L, path);
   lua_rawseti(L, -2, 0);
@@ -116,9 +135,11 @@ int ac_runtime_dofile(ac_runtime_t *rt, const char *path, int argc,
     lua_rawseti(L, -2, i + 1);
   }
   lua_setglobal(L, "arg");
-  luaL_checkstack(L, argc, "too many arguments");
   for (int i = 0; i < argc; i++) lua_pushstring(L, argv[i]);
-  ac_runtime_spawn(rt, argc);
+  if (ac_runtime_spawn(rt, argc) != 0) {
+    say(errbuf, errlen, "cannot start the script's coroutine");
+    return -1;
+  }
   return 0;
 }
 

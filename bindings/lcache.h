@@ -32,6 +32,7 @@ typedef struct lcache {
   int max_batch_size;
   int batch_result;    /* BATCH_RESULT_*: how to read a loader's result */
   lbatch *batches_open; /* batches still collecting keys */
+  lbatch *batches_all;  /* every live batch */
   uint64_t batches, batched_keys;
 } lcache;
 
@@ -51,6 +52,7 @@ struct lload {
   int cache_ref; /* anchors the cache while the loader runs in background */
   lload *prev, *next;
   lbatch *batch; /* the batch the key belongs to, or NULL */
+  lpending held; /* held by the scheduler while its loader runs on its own */
   /* While the flight closes with values: they are out_n values at out on
    * out_L's stack (waiters copy them); otherwise result holds the outcome. */
   lua_State *out_L;

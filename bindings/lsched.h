@@ -26,10 +26,24 @@ typedef struct lsched lsched;
 typedef struct ltask ltask;
 typedef struct lresult lresult;
 
+/* Memory that only a coroutine which may never run again would free (a
+ * load whose loader is parked, a queued batch, a result not yet
+ * delivered).  The scheduler frees what
+ * is still held when the Lua state closes, after every cache has closed. */
+typedef struct lpending lpending;
+struct lpending {
+  lpending *prev, *next;
+  void (*release)(lpending *p); /* NULL while not held */
+};
+void lsched_hold(lsched *ls, lpending *p, void (*release)(lpending *p));
+void lsched_drop(lsched *ls, lpending *p);
+
 /* A result shared by every task woken by the same event (one load's value
  * delivered to 10,000 waiters is one lresult).  Reference counted: each
  * woken task holds one reference until it has been resumed. */
 struct lresult {
+  lpending held; /* every result is held until its last reference goes */
+  lsched *ls;
   int refs;
   int nvals;       /* values in the table at ref (or 0) */
   int ref;         /* registry ref: table {v1, ..., vn}, or LUA_NOREF */
@@ -90,7 +104,7 @@ int lsched_yield(lua_State *L);
  * no Lua API. */
 void lsched_wake(ltask *t, lresult *res);
 
-lresult *lresult_new(int refs);
+lresult *lresult_new(lsched *ls, int refs);
 /* Pops n values from L into a new result (refs references). */
 lresult *lresult_from_stack(lua_State *L, int n, int refs);
 void lresult_release(lua_State *L, lresult *r);

@@ -16,6 +16,7 @@
  * its loader in the registry until it is settled. */
 #include <lauxlib.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,6 +32,8 @@ struct lbatch {
   uv_timer_t *timer;  /* the window, then the load timeout */
   int posted;         /* dispatch is queued or done: no more keys */
   lbatch *next;       /* the cache's batches still collecting keys */
+  lbatch *all_prev, *all_next; /* every live batch of the cache (close) */
+  lpending held;      /* freed by the scheduler if the state closes first */
 };
 
 static void unlink_open(lbatch *b) {
@@ -51,10 +54,22 @@ static void post_dispatch(lbatch *b) {
 static void on_window(uv_timer_t *h) { post_dispatch(h->data); }
 
 static void free_batch(lua_State *L, lbatch *b) {
+  if (b->all_prev) b->all_prev->all_next = b->all_next;
+  else b->c->batches_all = b->all_next;
+  if (b->all_next) b->all_next->all_prev = b->all_prev;
   if (b->timer != NULL) uv_close((uv_handle_t *)b->timer, lcache_free_handle);
   luaL_unref(L, LUA_REGISTRYINDEX, b->fn_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, b->keys_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, b->cache_ref);
+  lsched_drop(b->c->ls, &b->held);
+  free(b->loads);
+  free(b);
+}
+
+/* The state closed before the batch was settled: its loads go with it. */
+static void release_batch(lpending *p) {
+  lbatch *b = (lbatch *)((char *)p - offsetof(lbatch, held));
+  for (int i = 0; i < b->n; i++) free(b->loads[i]);
   free(b->loads);
   free(b);
 }
@@ -278,6 +293,10 @@ static lbatch *open_batch(lua_State *L, lcache *c, int fn) {
   b->timer = timer;
   b->next = c->batches_open;
   c->batches_open = b;
+  b->all_next = c->batches_all;
+  if (b->all_next) b->all_next->all_prev = b;
+  c->batches_all = b;
+  lsched_hold(c->ls, &b->held, release_batch);
   /* The window never outlasts load_timeout: no caller waits forever. */
   double ms = c->batch_window_ms > 0 ? ceil(c->batch_window_ms) : 0;
   if (ms > c->load_timeout * 1000.0) ms = ceil(c->load_timeout * 1000.0);
@@ -313,8 +332,23 @@ int lbatch_add(lua_State *L, lcache *c, const lload_spec *spec) {
 }
 
 void lbatch_close_all(lua_State *L, lcache *c) {
-  (void)L;
-  /* Loads were closed with the cache; batches still collecting keys are
-   * dispatched as no-ops (dispatch sees the closed cache and frees them). */
-  while (c->batches_open != NULL) post_dispatch(c->batches_open);
+  /* The loads were closed with the cache.  Every batch's timer is closed
+   * now, so no handle outlives the cache (a host's loop must be able to
+   * close); a batch still collecting keys is freed here, one whose
+   * dispatch is queued or whose loader runs finishes on its own and finds
+   * the cache closed. */
+  lbatch *b = c->batches_all, *next;
+  for (; b != NULL; b = next) {
+    next = b->all_next;
+    if (b->timer != NULL) {
+      uv_timer_stop(b->timer);
+      uv_close((uv_handle_t *)b->timer, lcache_free_handle);
+      b->timer = NULL;
+    }
+    if (!b->posted) {
+      unlink_open(b);
+      for (int i = 0; i < b->n; i++) free(b->loads[i]);
+      free_batch(L, b);
+    }
+  }
 }

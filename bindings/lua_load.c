@@ -14,6 +14,7 @@
  * and detach its flight, so later callers start afresh). */
 #include <lauxlib.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,7 +46,7 @@ void lload_close_flight(lload *ld, int status) {
   unlink_load(ld);
   stop_timer(ld);
   if (ld->result == NULL && ld->out_L == NULL && ac_flight_waiters(f) > 0) {
-    ld->result = lresult_new((int)ac_flight_waiters(f));
+    ld->result = lresult_new(ld->c->ls, (int)ac_flight_waiters(f));
     if (ld->result != NULL) {
       if (status == AC_ETIMEDOUT)
         snprintf(ld->result->cerr, sizeof ld->result->cerr,
@@ -169,7 +170,12 @@ void lload_settle(lua_State *L, lload *ld, int v, int nout, int failed,
   }
   luaL_unref(L, LUA_REGISTRYINDEX, ld->cache_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, ld->anchor_ref);
+  lsched_drop(c->ls, &ld->held);
   free(ld);
+}
+
+static void release_load(lpending *p) {
+  free((char *)p - offsetof(lload, held));
 }
 
 /* The loader has finished on thread t (status st, nres values, or the error
@@ -331,6 +337,7 @@ int lcache_miss(lua_State *L, lcache *c, const lload_spec *spec) {
   }
   lua_pushvalue(L, 1);
   ld->cache_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lsched_hold(c->ls, &ld->held, release_load);
   if (!isinf(c->load_timeout)) {
     ld->timer = malloc(sizeof *ld->timer);
     if (ld->timer != NULL) {

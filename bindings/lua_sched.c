@@ -37,25 +37,35 @@ struct lsched {
   int npool;
   lsleep *sleeps;
   unsigned errors; /* reported without a hook */
+  lpending *pending; /* see lsched_hold */
 };
 
 static const char LSCHED_KEY = 'S';
 
 /* ---- results --------------------------------------------------------- */
 
-lresult *lresult_new(int refs) {
+static void release_result(lpending *p) {
+  free(p); /* held is the first member */
+}
+
+lresult *lresult_new(lsched *ls, int refs) {
   lresult *r = malloc(sizeof *r);
   if (r == NULL) return NULL;
+  r->ls = ls;
   r->refs = refs;
   r->nvals = 0;
   r->ref = LUA_NOREF;
   r->cerr[0] = '\0';
+  r->held.release = NULL;
+  /* A task holding a reference may never run again (the state closes
+   * while it waits): the scheduler frees the result then. */
+  lsched_hold(ls, &r->held, release_result);
   return r;
 }
 
 lresult *lresult_from_stack(lua_State *L, int n, int refs) {
   int base = lua_gettop(L) - n;
-  lresult *r = lresult_new(refs);
+  lresult *r = lresult_new(lsched_get(L), refs);
   if (r == NULL) luaL_error(L, "out of memory");
   lua_createtable(L, n, 0);
   for (int i = 1; i <= n; i++) {
@@ -71,6 +81,7 @@ lresult *lresult_from_stack(lua_State *L, int n, int refs) {
 void lresult_release(lua_State *L, lresult *r) {
   if (r == NULL || --r->refs > 0) return;
   luaL_unref(L, LUA_REGISTRYINDEX, r->ref);
+  lsched_drop(r->ls, &r->held);
   free(r);
 }
 
@@ -93,8 +104,31 @@ int lresult_push(lua_State *L, const lresult *r) {
 
 static void on_sleep_closed(uv_handle_t *h) { free(h->data); }
 
+void lsched_hold(lsched *ls, lpending *p, void (*release)(lpending *p)) {
+  if (p->release != NULL) return;
+  p->release = release;
+  p->prev = NULL;
+  p->next = ls->pending;
+  if (p->next) p->next->prev = p;
+  ls->pending = p;
+}
+
+void lsched_drop(lsched *ls, lpending *p) {
+  if (p->release == NULL) return;
+  if (p->prev) p->prev->next = p->next; else ls->pending = p->next;
+  if (p->next) p->next->prev = p->prev;
+  p->release = NULL;
+}
+
 static int lsched_gc(lua_State *L) {
   lsched *ls = lua_touserdata(L, 1);
+  /* The state is closing: nothing held can ever be finished now. */
+  while (ls->pending != NULL) {
+    lpending *p = ls->pending;
+    void (*release)(lpending *) = p->release;
+    lsched_drop(ls, p);
+    release(p);
+  }
   if (ls->sched == NULL) return 0;
   for (lsleep *s = ls->sleeps; s != NULL; s = s->next) {
     s->timer.data = s;
@@ -382,6 +416,7 @@ static int l_run(lua_State *L) {
     int alive = ac_sched_once(ls->sched);
     if (!t->finished && !alive) {
       ls->in_run = 0;
+      forget_task(ls, L, t); /* it can never be resumed: let it go */
       return luaL_error(L,
                         "runtime.run: the function is waiting for something "
                         "that can never happen (no task is ready, no timer "

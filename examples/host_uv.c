@@ -28,6 +28,14 @@ static const char *script =
     "end\n"
     "runtime.spawn(function() runtime.sleep(0.03); result = loads end)\n";
 
+static const char *pending =
+    "local cache = require 'cache'\n"
+    "local runtime = require 'cache.runtime'\n"
+    "local c = cache.AsyncCache{ batch_window_ms = 60000, load_timeout = 120,\n"
+    "  batch_loader = function(keys) return {} end }\n"
+    "runtime.spawn(function() c:get('never dispatched') end)\n"
+    "runtime.spawn(function() c:get('slow', function() runtime.sleep(60) end) end)\n";
+
 int main(void) {
   uv_loop_t loop;
   uv_loop_init(&loop);
@@ -53,6 +61,16 @@ int main(void) {
   int loads = (int)lua_tointeger(L, -1);
   lua_pop(L, 1);
   unsigned errors = ac_runtime_errors(rt);
+
+  /* The host may free the runtime while work is still pending (here a
+   * batch still collecting keys and a sleeping loader): the runtime
+   * closes all of its handles, so the host's loop can still close. */
+  if (luaL_loadstring(L, pending) != LUA_OK) {
+    fprintf(stderr, "host_uv: %s\n", lua_tostring(L, -1));
+    return 1;
+  }
+  ac_runtime_spawn(rt, 0);
+  for (int i = 0; i < 3; i++) uv_run(&loop, UV_RUN_NOWAIT);
   ac_runtime_free(rt);
   uv_close((uv_handle_t *)&tick, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);

@@ -47,8 +47,9 @@ AC_EXPORT uv_loop_t *ac_runtime_loop(ac_runtime_t *rt);
 
 /* Pops a function and nargs arguments (pushed in that order) from the
  * runtime's state and runs the function in a new coroutine, from the next
- * pass of the loop.  Its errors go to the error hook. */
-AC_EXPORT void ac_runtime_spawn(ac_runtime_t *rt, int nargs);
+ * pass of the loop.  Its errors go to the error hook.  Returns 0, or -1
+ * when the coroutine could not be made (reported to the error hook). */
+AC_EXPORT int ac_runtime_spawn(ac_runtime_t *rt, int nargs);
 /* Loads a Lua file and spawns its main chunk with the given arguments
  * (available as ... and in the global `arg`).  Returns 0, or -1 with the
  * message in errbuf when the file cannot be loaded. */
