@@ -45,7 +45,7 @@ struct lload {
   int mode;      /* LOAD_GET or LOAD_CALL */
   int anchor_ref; /* LOAD_CALL: the arguments, kept alive with the entry */
   ac_flight_t *flight; /* NULL once finished (done, timed out, cancelled) */
-  lresult *result;     /* what waiters get, built when the flight finishes */
+  lresult *result;     /* an outcome without values (timeout, close) */
   uv_timer_t *timer;
   double ttl;
   int stale;     /* set()/delete() of the key while loading: do not store */

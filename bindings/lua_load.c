@@ -21,7 +21,6 @@
 
 #include "lcache.h"
 
-
 void lcache_free_handle(uv_handle_t *h) { free(h); }
 
 static void stop_timer(lload *ld) {
@@ -38,8 +37,9 @@ static void unlink_load(lload *ld) {
   ld->prev = ld->next = NULL;
 }
 
-/* Closes the flight of ld: every waiter is woken with ld->result (or an
- * error built from status when there is none). */
+/* Closes the flight of ld and wakes every waiter: with copies of the values
+ * at ld->out when lload_settle laid them out, else with ld->result, made
+ * here from status (timeout, close) when there is none. */
 void lload_close_flight(lload *ld, int status) {
   ac_flight_t *f = ld->flight;
   ld->flight = NULL;
