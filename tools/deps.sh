@@ -3,7 +3,7 @@
 # demo (only those missing).  Uses sudo when not run as root.
 set -euo pipefail
 PACKAGES=(build-essential cmake pkg-config lua5.4 liblua5.4-dev libuv1-dev
-          libhiredis-dev libmsgpack-dev lua-busted redis-server zstd)
+          libhiredis-dev libmsgpack-dev lua-busted redis-server zstd valgrind)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
