@@ -65,6 +65,13 @@ add_test(NAME example.decorators
          COMMAND acache ${CMAKE_SOURCE_DIR}/examples/decorators.lua)
 add_test(NAME example.batching
          COMMAND acache ${CMAKE_SOURCE_DIR}/examples/batching.lua)
+# The README's Lua quickstart, run as written (keeps the README true).
+add_test(NAME example.readme_quickstart
+         COMMAND sh ${CMAKE_SOURCE_DIR}/tools/readme-quickstart.sh
+                 ${CMAKE_SOURCE_DIR}/README.md ${CMAKE_BINARY_DIR}/readme_quickstart.lua
+                 $<TARGET_FILE:acache>)
+set_tests_properties(example.readme_quickstart PROPERTIES TIMEOUT 60 LABELS example
+  PASS_REGULAR_EXPRESSION "^0\\.2")
 set_tests_properties(example.quickstart example.quickstart_lua54 example.host_step
   example.host_uv example.decorators example.batching
   PROPERTIES TIMEOUT 120 LABELS example)
