@@ -32,6 +32,16 @@ void lkey_check(lua_State *L, int idx, lkey *k);
 /* Pushes the Lua value of a stored key. */
 void lkey_push(lua_State *L, int tag, const char *p, size_t len);
 
+/* Is n a whole number in the int64 range? Then *i is it: keys and
+ * argument keys store such floats as integers, so 1 == 1.0.  (2^63 is the
+ * first float past the range.) */
+static inline int lkey_integral(lua_Number n, int64_t *i) {
+  if (!(n >= -9223372036854775808.0 && n < 9223372036854775808.0)) return 0;
+  if (n != (lua_Number)(int64_t)n) return 0;
+  *i = (int64_t)n;
+  return 1;
+}
+
 /* The fast path, inline: strings and integers, the common keys. */
 static inline int lkey_fast(lua_State *L, int idx, lkey *k) {
   if (lua_type(L, idx) == LUA_TSTRING) {

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "largs.h"
+#include "lkey.h"
 
 #define MAX_DEPTH ((int)(sizeof(((largs *)0)->visiting) / sizeof(void *)))
 
@@ -81,23 +82,20 @@ static void put_len(largs *k, size_t len) {
 }
 
 static void put_number(largs *k, lua_State *L, int idx) {
+  int64_t i;
+  lua_Number n = 0;
   if (lua_isinteger(L, idx)) {
-    int64_t i = (int64_t)lua_tointeger(L, idx);
-    put_byte(k, 'I');
-    put(k, &i, 8);
+    i = (int64_t)lua_tointeger(L, idx);
+  } else if (!lkey_integral(n = lua_tonumber(L, idx), &i)) {
+    if (isnan(n)) n = NAN;
+    put_byte(k, 'D');
+    put(k, &n, 8);
     return;
   }
-  lua_Number n = lua_tonumber(L, idx);
-  if (n >= -9223372036854775808.0 && n < 9223372036854775808.0 && n == floor(n)) {
-    int64_t i = (int64_t)n;
-    put_byte(k, 'I');
-    put(k, &i, 8);
-    return;
-  }
-  if (isnan(n)) n = NAN;
-  put_byte(k, 'D');
-  put(k, &n, 8);
+  put_byte(k, 'I');
+  put(k, &i, 8);
 }
+
 
 static void encode_value(largs *k, int idx);
 

@@ -101,6 +101,7 @@ static int get_options(lua_State *L, lcache *c, double *ttl, int *batch) {
     if (*batch)
       luaL_error(L, "cache:get(): give opts.loader or opts.batch_loader, not both");
     lua_replace(L, 3); /* the options table is no longer needed */
+    still_open(L, c);
     return 3;
   }
   lua_pop(L, 1);
@@ -108,6 +109,7 @@ static int get_options(lua_State *L, lcache *c, double *ttl, int *batch) {
     lua_replace(L, 3);
     *batch = 3;
   }
+  still_open(L, c);
   return 0;
 }
 
@@ -119,7 +121,6 @@ static int cache_get(lua_State *L) {
   lkey_get(L, 2, &k);
   double ttl;
   int batch, loader = get_options(L, c, &ttl, &batch);
-  still_open(L, c);
   uint32_t slot = ac_store_get(c->store, k.tag, k.p, k.len);
   if (slot != 0) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, c->values_ref);

@@ -13,12 +13,8 @@ void lkey_check(lua_State *L, int idx, lkey *k) {
       {
         lua_Number n = lua_tonumber(L, idx);
         if (isnan(n)) luaL_argerror(L, idx, "key must not be NaN");
-        lua_Integer i;
-        /* 2^63 is the first float past the int64 range. */
-        if (n >= -9223372036854775808.0 && n < 9223372036854775808.0 &&
-            n == floor(n)) {
-          i = (lua_Integer)n;
-          int64_t v = (int64_t)i;
+        int64_t v;
+        if (lkey_integral(n, &v)) {
           memcpy(k->buf, &v, 8);
           k->tag = LKEY_INTEGER;
         } else {

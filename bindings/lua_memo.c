@@ -53,8 +53,7 @@ static int memo_call(lua_State *L) {
   c->L = L;
   int top = lua_gettop(L);
   largs k;
-  largs_init(L, &k);
-  largs_encode(&k, 2 + m->skip, top);
+  memo_key(L, m, top, &k);
   uint32_t slot = ac_store_get(c->store, LKEY_ARGS, k.p, k.n);
   if (slot != 0) { /* a hit: the packed results, unpacked */
     largs_done(&k);
@@ -90,7 +89,6 @@ static int bypass_done(lua_State *L, int status, lua_KContext ctx) {
   int top = (int)ctx; /* arguments at 2..top, fn copy consumed by the call */
   lmemo *m = lua_touserdata(L, 1);
   int nres = lua_gettop(L) - top;
-  int skip = m->skip;
   lua_getiuservalue(L, 1, 1);
   lcache *c = lcache_check(L, -1);
   lua_pop(L, 1);
@@ -99,8 +97,7 @@ static int bypass_done(lua_State *L, int status, lua_KContext ctx) {
   lcache_pack(L, nres);
   int packed = lua_gettop(L);
   largs k;
-  largs_init(L, &k);
-  largs_encode(&k, 2 + skip, top);
+  memo_key(L, m, top, &k);
   if (k.identity) {
     lua_createtable(L, top - 1, 0);
     for (int i = 2; i <= top; i++) {
