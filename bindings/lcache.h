@@ -110,6 +110,8 @@ lload *lload_open(lua_State *L, lcache *c, const lload_spec *spec,
  * this.  The task resumes with the load's outcome (LOAD_GET: v or nil,
  * err; LOAD_CALL: the results, or the error raised). */
 int lload_wait(lua_State *L, ac_flight_t *f, int mode);
+/* The same for a task already parked (lsched_park) by the caller. */
+int lload_join(lua_State *L, ltask *t, ac_flight_t *f, int mode);
 /* Finishes a load with its outcome at v (nout values: v, or nil and err):
  * stores v when `store` and nothing wrote the key meanwhile, hands the
  * outcome to the waiters, closes the flight, frees ld.  Leaves L's stack

@@ -326,9 +326,10 @@ ac_flight_t *lbatch_enqueue(lua_State *L, lcache *c, const lload_spec *spec) {
 }
 
 int lbatch_add(lua_State *L, lcache *c, const lload_spec *spec) {
-  /* Fail before queueing anything when the caller could not wait. */
-  lsched_park(L, "cache:get() with a batch loader")->parked = 0;
-  return lload_wait(L, lbatch_enqueue(L, c, spec), LOAD_GET);
+  /* Park first: fail before queueing anything when the caller could not
+   * wait. */
+  ltask *t = lsched_park(L, "cache:get() with a batch loader");
+  return lload_join(L, t, lbatch_enqueue(L, c, spec), LOAD_GET);
 }
 
 void lbatch_close_all(lua_State *L, lcache *c) {

@@ -257,6 +257,10 @@ static int call_resumed(lua_State *L, int status, lua_KContext base) {
 
 int lload_wait(lua_State *L, ac_flight_t *f, int mode) {
   ltask *t = lsched_park(L, mode == LOAD_CALL ? "a decorated function" : "cache:get()");
+  return lload_join(L, t, f, mode);
+}
+
+int lload_join(lua_State *L, ltask *t, ac_flight_t *f, int mode) {
   t->w.cb = lload_on_waiter;
   ac_flight_join(f, &t->w);
   if (mode == LOAD_CALL)
