@@ -4,8 +4,10 @@
  *
  *   acache [--load DIR]... script.lua [args...]
  *
- * Exit status: 0, 1 when an error reached the error hook, 2 on bad usage
- * or a script that cannot be loaded. */
+ * Exit status: 0; 1 when an error reached the error hook or the script
+ * never finished (it waits for something that can never happen, reported
+ * with the traceback of where it waits); 2 on bad usage or a script that
+ * cannot be loaded. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,8 +54,7 @@ int main(int argc, char **argv) {
     ac_runtime_free(rt);
     return 2;
   }
-  ac_runtime_run(rt);
-  int status = ac_runtime_errors(rt) > 0 ? 1 : 0;
+  int status = ac_runtime_run(rt) != 0 || ac_runtime_errors(rt) > 0 ? 1 : 0;
   ac_runtime_free(rt);
   return status;
 }

@@ -15,6 +15,7 @@ struct ac_runtime_s {
   lua_State *L;
   ac_sched_t *sched;
   lsched *ls;
+  int scripts_ref; /* registry: list of the threads ac_runtime_dofile ran */
 };
 
 static void say(char *buf, size_t len, const char *msg) {
@@ -75,6 +76,8 @@ ac_runtime_t *ac_runtime_new(const ac_runtime_options_t *opts, char *errbuf,
     return NULL;
   }
   rt->ls = lsched_install(rt->L, rt->sched, 0);
+  lua_newtable(rt->L);
+  rt->scripts_ref = luaL_ref(rt->L, LUA_REGISTRYINDEX);
   lua_pushcfunction(rt->L, setup);
   lua_pushlightuserdata(rt->L, (void *)opts);
   if (lua_pcall(rt->L, 1, 0, 0) != LUA_OK) {
@@ -113,6 +116,17 @@ int ac_runtime_spawn(ac_runtime_t *rt, int nargs) {
   return 0;
 }
 
+/* spawn_script(chunk, args..., scripts): spawns the chunk as a task and
+ * appends its thread to the list of scripts. */
+static int spawn_script(lua_State *L) {
+  lua_insert(L, 1); /* scripts, chunk, args... */
+  ltask *t = lsched_spawn(L, TASK_SPAWN, lua_gettop(L) - 2);
+  lua_pushthread(t->co);
+  lua_xmove(t->co, L, 1);
+  lua_rawseti(L, 1, (lua_Integer)lua_rawlen(L, 1) + 1);
+  return 0;
+}
+
 int ac_runtime_dofile(ac_runtime_t *rt, const char *path, int argc,
                       char **argv, char *errbuf, size_t errlen) {
   lua_State *L = rt->L;
@@ -136,14 +150,43 @@ int ac_runtime_dofile(ac_runtime_t *rt, const char *path, int argc,
   }
   lua_setglobal(L, "arg");
   for (int i = 0; i < argc; i++) lua_pushstring(L, argv[i]);
-  if (ac_runtime_spawn(rt, argc) != 0) {
-    say(errbuf, errlen, "cannot start the script's coroutine");
+  lua_pushcfunction(L, spawn_script);
+  lua_insert(L, -(argc + 2));
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->scripts_ref);
+  if (lua_pcall(L, argc + 2, 0, 0) != LUA_OK) {
+    say(errbuf, errlen, lua_tostring(L, -1));
+    lua_pop(L, 1);
     return -1;
   }
   return 0;
 }
 
-int ac_runtime_run(ac_runtime_t *rt) { return ac_sched_run(rt->sched); }
+/* Reports every script still suspended once the loop is idle: nothing
+ * can resume it any more.  Returns how many. */
+static int report_stuck_scripts(ac_runtime_t *rt) {
+  lua_State *L = rt->L;
+  int stuck = 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->scripts_ref);
+  lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, -1, i);
+    lua_State *co = lua_tothread(L, -1);
+    lua_pop(L, 1);
+    if (co == NULL || lua_status(co) != LUA_YIELD) continue;
+    stuck++;
+    lua_pushliteral(L, LSCHED_NEVER_MSG("the script"));
+    lsched_report(rt->ls, L, co);
+  }
+  lua_pop(L, 1);
+  lua_newtable(L); /* the scripts have ended, or never will */
+  lua_rawseti(L, LUA_REGISTRYINDEX, rt->scripts_ref);
+  return stuck;
+}
+
+int ac_runtime_run(ac_runtime_t *rt) {
+  ac_sched_run(rt->sched);
+  return report_stuck_scripts(rt) > 0 ? -1 : 0;
+}
 
 int ac_runtime_step(ac_runtime_t *rt) { return ac_sched_step(rt->sched); }
 

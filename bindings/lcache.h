@@ -53,6 +53,8 @@ struct lload {
   lload *prev, *next;
   lbatch *batch; /* the batch the key belongs to, or NULL */
   lpending held; /* held by the scheduler while its loader runs on its own */
+  ltask *loader; /* the task running the load's function (a batch's loader
+                    once dispatched), or NULL */
   /* While the flight closes with values: they are out_n values at out on
    * out_L's stack (waiters copy them); otherwise result holds the outcome. */
   lua_State *out_L;
@@ -80,8 +82,9 @@ typedef struct {
   int batch_fn;    /* LOAD_GET without fn: stack index of a batch loader */
 } lload_spec;
 
-/* The cache at idx (raises unless it is an open cache); sets c->L = L. */
-lcache *lcache_check(lua_State *L, int idx);
+/* The cache at idx (raises unless it is an open cache; fname names the
+ * method in the message); sets c->L = L. */
+lcache *lcache_check(lua_State *L, int idx, const char *fname);
 /* Handles a miss: joins the key's load in progress, or starts one.  The
  * cache must be at stack index 1.  Returns what the calling C function
  * returns (it may yield). */
@@ -121,6 +124,12 @@ void lload_settle(lua_State *L, lload *ld, int v, int nout, int failed,
 /* Stores the value at the top (popped) in the store; 0 or an AC_E* code. */
 int lload_store_value(lua_State *L, lcache *c, int tag, const char *key,
                       size_t len, double ttl);
+/* Would task t, joining the load ld, wait for itself?  True when ld's
+ * loader is t, or waits (through other loads) for a load t runs. */
+int lload_waits_for(const lload *ld, const ltask *t);
+/* The message given to a caller refused by lload_waits_for (pushed). */
+void lload_push_recursive(lua_State *L, int mode, int tag, const char *key,
+                          size_t len);
 /* The waiter callback of tasks parked on a flight. */
 void lload_on_waiter(ac_waiter_t *w, ac_flight_t *f, int status);
 /* Batching (lua_batch.c): adds a missing key to the open batch of the

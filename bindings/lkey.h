@@ -26,9 +26,9 @@ typedef struct {
   char buf[8];
 } lkey;
 
-/* Converts the value at idx; on a bad key raises an argument error naming
- * the operation (e.g. "get"). */
-void lkey_check(lua_State *L, int idx, lkey *k);
+/* Converts the value at idx (an argument of method `fname`, after self);
+ * on a bad key raises an argument error naming the method (e.g. "get"). */
+void lkey_check(lua_State *L, int idx, lkey *k, const char *fname);
 /* Pushes the Lua value of a stored key. */
 void lkey_push(lua_State *L, int tag, const char *p, size_t len);
 
@@ -60,8 +60,8 @@ static inline int lkey_fast(lua_State *L, int idx, lkey *k) {
   return 0;
 }
 
-static inline void lkey_get(lua_State *L, int idx, lkey *k) {
-  if (!lkey_fast(L, idx, k)) lkey_check(L, idx, k);
+static inline void lkey_get(lua_State *L, int idx, lkey *k, const char *fname) {
+  if (!lkey_fast(L, idx, k)) lkey_check(L, idx, k, fname);
 }
 
 #endif

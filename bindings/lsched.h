@@ -66,6 +66,10 @@ struct ltask {
   ltask_done_fn done; /* TASK_LOADER: called when the thread finishes */
   void *done_ud;
   int finished, status, nres; /* TASK_RUN: how it ended */
+  /* The load whose outcome this task waits for, while it is parked on its
+   * flight or runs its loader inline (an lload; see lcache.h): lets a
+   * load that would wait for itself be refused.  Cleared on wake. */
+  void *waiting;
 };
 
 /* The scheduler state of a Lua state (created on first use). */
@@ -114,9 +118,17 @@ int lresult_push(lua_State *L, const lresult *r);
 
 /* Is a task (or an inline loader) running right now? */
 int lsched_in_task(lsched *ls);
+/* The task being resumed right now (innermost), or NULL. */
+ltask *lsched_current(lsched *ls);
 /* Calls the error hook with err at the top of L (popped) and a traceback
  * of co (may be NULL). */
 void lsched_report(lsched *ls, lua_State *L, lua_State *co);
+
+/* The message of a coroutine that waits while nothing can wake it; `who`
+ * is a string literal ("runtime.run: the function"). */
+#define LSCHED_NEVER_MSG(who)                                               \
+  who " is waiting for something that can never happen (no task is "      \
+      "ready, no timer or I/O is pending)"
 
 /* How many errors reached the default report (no hook installed). */
 unsigned lsched_error_count(lsched *ls);

@@ -144,6 +144,25 @@ static int result_form(lua_State *L, lbatch *b, int idx) {
   return -1;
 }
 
+/* Does an array result at idx have the wrong number of values?  Returns 0
+ * when it fits, else its length + 1.  Its length is its field n when that
+ * is an integer (table.pack), else its border.  batch_result = "array"
+ * wants exactly one value per key; a table only guessed to be an array
+ * ("auto") is wrong only with more values than keys, since nils at its
+ * end may be keys not found. */
+static int array_misfit(lua_State *L, lbatch *b, int idx) {
+  lua_Integer len;
+  int isint;
+  lua_pushliteral(L, "n");
+  lua_rawget(L, idx);
+  len = lua_tointegerx(L, -1, &isint);
+  lua_pop(L, 1);
+  if (!isint) len = (lua_Integer)lua_rawlen(L, idx);
+  int fits = b->c->batch_result == BATCH_RESULT_ARRAY ? len == b->n : len <= b->n;
+  if (fits) return 0;
+  return len < 0 || len > 0x7ffffffe ? 0x7fffffff : (int)len + 1;
+}
+
 /* Settles every key with the batch loader's outcome: status st and nres
  * results (or the error object) on t->co. */
 static void finish_batch(lua_State *L, lbatch *b, ltask *t, int st, int nres) {
@@ -159,6 +178,10 @@ static void finish_batch(lua_State *L, lbatch *b, ltask *t, int st, int nres) {
   if (b->timer != NULL) uv_timer_stop(b->timer);
 
   int values = 0, errors = 0, failed = st != LUA_OK;
+  if (failed && lua_isnil(L, base + 1)) { /* error(nil): still an error */
+    lua_pushliteral(L, "batch loader raised nil");
+    lua_replace(L, base + 1);
+  }
   if (!failed) {
     if (nres >= 1 && lua_istable(L, base + 1)) values = base + 1;
     if (nres >= 2 && lua_istable(L, base + 2)) errors = base + 2;
@@ -166,6 +189,10 @@ static void finish_batch(lua_State *L, lbatch *b, ltask *t, int st, int nres) {
       lua_pushfstring(L, "batch loader must return a table of values, got %s",
                       luaL_typename(L, base + 1));
       lua_replace(L, base + 1);
+      failed = 1;
+    } else if (nres >= 2 && !lua_isnil(L, base + 2) && errors == 0) {
+      /* return nil, "db down" or {}, "boom": an error for the whole batch */
+      lua_copy(L, base + 2, base + 1);
       failed = 1;
     }
   }
@@ -181,9 +208,15 @@ static void finish_batch(lua_State *L, lbatch *b, ltask *t, int st, int nres) {
     int vmap = values ? result_form(L, b, values) : 0;
     int emap = errors ? result_form(L, b, errors) : vmap;
     if (values && errors && vmap >= 0 && emap < 0) emap = vmap; /* one loader, one form */
-    if (vmap < 0 || emap < 0) {
-      lua_pushliteral(L, "the batch loader's result cannot be read for these integer keys: "
-                         "set the cache's batch_result option to \"map\" or \"array\"");
+    int misfit = vmap == 0 && values != 0 ? array_misfit(L, b, values) : 0;
+    if (vmap < 0 || emap < 0 || misfit) {
+      if (misfit)
+        lua_pushfstring(L, "the batch loader returned %d values for %d keys (an array result "
+                           "has one entry per key, in key order; set n = #keys, as "
+                           "table.pack does, when it ends in nils)", misfit - 1, b->n);
+      else
+        lua_pushliteral(L, "the batch loader's result cannot be read for these integer keys: "
+                           "set the cache's batch_result option to \"map\" or \"array\"");
       for (int i = 0; i < b->n; i++) {
         int top = lua_gettop(L);
         c->load_errors++;
@@ -245,6 +278,7 @@ static void dispatch(ac_task_t *q) {
   ltask *t = lsched_loader(c->ls);
   t->done = on_batch_done;
   t->done_ud = b;
+  for (int i = 0; i < b->n; i++) b->loads[i]->loader = t;
   lua_rawgeti(L, LUA_REGISTRYINDEX, b->fn_ref);
   /* The loader gets a copy of the keys: it may sort or change it, while
    * results are matched to callers through the original. */
@@ -261,10 +295,8 @@ static void dispatch(ac_task_t *q) {
     finish_batch(L, b, t, st, nres);
     return;
   }
-  if (!isinf(c->load_timeout) && b->timer != NULL) {
-    double ms = ceil(c->load_timeout * 1000.0);
-    uv_timer_start(b->timer, on_batch_timeout, ms > 9e15 ? (uint64_t)9e15 : (uint64_t)ms, 0);
-  }
+  if (!isinf(c->load_timeout) && b->timer != NULL)
+    ac_timer_start(b->timer, on_batch_timeout, c->load_timeout, 0);
 }
 
 static lbatch *open_batch(lua_State *L, lcache *c, int fn) {
@@ -298,9 +330,8 @@ static lbatch *open_batch(lua_State *L, lcache *c, int fn) {
   c->batches_all = b;
   lsched_hold(c->ls, &b->held, release_batch);
   /* The window never outlasts load_timeout: no caller waits forever. */
-  double ms = c->batch_window_ms > 0 ? ceil(c->batch_window_ms) : 0;
-  if (ms > c->load_timeout * 1000.0) ms = ceil(c->load_timeout * 1000.0);
-  uv_timer_start(timer, on_window, ms > 9e15 ? (uint64_t)9e15 : (uint64_t)ms, 0);
+  double window = c->batch_window_ms / 1000.0;
+  ac_timer_start(timer, on_window, window < c->load_timeout ? window : c->load_timeout, 0);
   return b;
 }
 

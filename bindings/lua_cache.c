@@ -23,10 +23,10 @@
 
 /* ---- helpers ----------------------------------------------------------- */
 
-lcache *lcache_check(lua_State *L, int idx) {
+lcache *lcache_check(lua_State *L, int idx, const char *fname) {
   lcache *c = lua_touserdata(L, idx);
   if (c == NULL || lua_rawlen(L, idx) != sizeof(lcache) || c->magic != CACHE_MAGIC)
-    c = luaL_checkudata(L, idx, CACHE_MT); /* raises the standard message */
+    c = ltype_check_self(L, idx, CACHE_MT, fname);
   if (c->closed) luaL_error(L, "the cache is closed");
   c->L = L;
   return c;
@@ -57,15 +57,26 @@ static int is_callable(lua_State *L, int idx) {
   return 1;
 }
 
-/* A TTL option: a positive number (math.huge: never expires). */
-static double check_ttl(lua_State *L, int idx, const char *name) {
+/* A TTL option of method `who`: a positive number (math.huge: never
+ * expires). */
+static double check_ttl(lua_State *L, int idx, const char *who) {
   if (lua_type(L, idx) != LUA_TNUMBER || !(lua_tonumber(L, idx) > 0))
-    luaL_error(L, "%s must be a positive number of seconds, got %s", name,
-               lua_type(L, idx) == LUA_TNUMBER ? lua_tostring(L, idx)
+    luaL_error(L, "%s: opts.ttl must be a positive number of seconds, got %s", who,
+               lua_type(L, idx) == LUA_TNUMBER ? ltype_describe(L, idx)
                                                 : luaL_typename(L, idx));
   double ttl = lua_tonumber(L, idx);
   return isinf(ttl) ? 0 : ttl;
 }
+
+/* An opts.<name> of method `who` that must be callable (at idx). */
+static void check_callable(lua_State *L, int idx, const char *who, const char *name) {
+  if (!is_callable(L, idx))
+    luaL_error(L, "%s: opts.%s must be a function, got %s", who, name, luaL_typename(L, idx));
+}
+
+static const char *const GET_OPTIONS[] = {"loader", "ttl", "batch_loader", NULL};
+static const char *const SET_OPTIONS[] = {"ttl", NULL};
+static const char *const GET_MANY_OPTIONS[] = {"ttl", "batch_loader", NULL};
 
 /* The third argument of get(): nil, a loader, or { loader =, ttl =,
  * batch_loader = }.  Returns the stack index of the loader (0: none) and
@@ -88,16 +99,15 @@ static int get_options(lua_State *L, lcache *c, double *ttl, int *batch) {
                  luaL_typename(L, 3));
   }
   lua_settop(L, 3);
-  if (lua_getfield(L, 3, "ttl") != LUA_TNIL) *ttl = check_ttl(L, -1, "opts.ttl");
+  ltype_check_options(L, 3, "cache:get()", GET_OPTIONS);
+  if (lua_getfield(L, 3, "ttl") != LUA_TNIL) *ttl = check_ttl(L, -1, "cache:get()");
   lua_pop(L, 1);
   if (lua_getfield(L, 3, "batch_loader") != LUA_TNIL) {
-    if (!is_callable(L, -1))
-      luaL_error(L, "opts.batch_loader must be a function, got %s", luaL_typename(L, -1));
+    check_callable(L, -1, "cache:get()", "batch_loader");
     *batch = 4;
   } /* index 4, nil or the batch loader, keeps the stack shape fixed */
   if (lua_getfield(L, 3, "loader") != LUA_TNIL) {
-    if (!is_callable(L, -1))
-      luaL_error(L, "opts.loader must be a function, got %s", luaL_typename(L, -1));
+    check_callable(L, -1, "cache:get()", "loader");
     if (*batch)
       luaL_error(L, "cache:get(): give opts.loader or opts.batch_loader, not both");
     lua_replace(L, 3); /* the options table is no longer needed */
@@ -116,9 +126,9 @@ static int get_options(lua_State *L, lcache *c, double *ttl, int *batch) {
 /* ---- methods ------------------------------------------------------------- */
 
 static int cache_get(lua_State *L) {
-  lcache *c = lcache_check(L, 1);
+  lcache *c = lcache_check(L, 1, "get");
   lkey k;
-  lkey_get(L, 2, &k);
+  lkey_get(L, 2, &k, "get");
   double ttl;
   int batch, loader = get_options(L, c, &ttl, &batch);
   uint32_t slot = ac_store_get(c->store, k.tag, k.p, k.len);
@@ -221,18 +231,20 @@ static int many_collect(lua_State *L, int status, lua_KContext ctx) {
  * to the batch loader (opts.batch_loader or the cache's) in as few batches
  * as the batch size allows; keys being loaded already are joined. */
 static int cache_get_many(lua_State *L) {
-  lcache *c = lcache_check(L, 1);
-  luaL_checktype(L, 2, LUA_TTABLE);
+  lcache *c = lcache_check(L, 1, "get_many");
+  if (lua_type(L, 2) != LUA_TTABLE)
+    return luaL_error(L, "cache:get_many(): keys must be a table (a list of keys), got %s",
+                      luaL_typename(L, 2));
   double ttl = c->default_ttl;
   lua_settop(L, 3);
   if (!lua_isnil(L, 3)) {
     if (!lua_istable(L, 3))
       return luaL_error(L, "cache:get_many(): opts must be a table, got %s", luaL_typename(L, 3));
-    if (lua_getfield(L, 3, "ttl") != LUA_TNIL) ttl = check_ttl(L, -1, "opts.ttl");
+    ltype_check_options(L, 3, "cache:get_many()", GET_MANY_OPTIONS);
+    if (lua_getfield(L, 3, "ttl") != LUA_TNIL) ttl = check_ttl(L, -1, "cache:get_many()");
     lua_pop(L, 1);
     lua_getfield(L, 3, "batch_loader");
-    if (!lua_isnil(L, -1) && !is_callable(L, -1))
-      return luaL_error(L, "opts.batch_loader must be a function, got %s", luaL_typename(L, -1));
+    if (!lua_isnil(L, -1)) check_callable(L, -1, "cache:get_many()", "batch_loader");
     lua_replace(L, 3);
   }
   if (lua_isnil(L, 3) && c->batch_fn_ref != LUA_NOREF) {
@@ -268,7 +280,7 @@ static int cache_get_many(lua_State *L) {
   for (int i = 1; i <= n; i++) {
     lua_rawgeti(L, 2, i); /* 7: the key */
     lkey k;
-    lkey_get(L, 7, &k); /* checked above: cannot raise */
+    lkey_get(L, 7, &k, "get_many"); /* checked above: cannot raise */
     uint32_t slot = ac_store_get(c->store, k.tag, k.p, k.len);
     if (slot != 0) {
       lua_pushvalue(L, 7);
@@ -280,6 +292,14 @@ static int cache_get_many(lua_State *L) {
         if (g->task == NULL) g->task = lsched_park(L, "cache:get_many()");
         lload_spec spec = {LOAD_GET, k.tag, k.p, k.len, 0, 7, 7, ttl, 0, batch};
         f = lbatch_enqueue(L, c, &spec);
+      }
+      if (f != NULL && lload_waits_for(ac_flight_data(f), lsched_current(c->ls))) {
+        /* A batch loader asking for a key of its own batch: that key
+         * fails at once instead of waiting for itself. */
+        lua_pushvalue(L, 7);
+        lload_push_recursive(L, LOAD_GET, k.tag, k.p, k.len);
+        lua_settable(L, 5);
+        f = NULL;
       }
       if (f != NULL) {
         if (g->task == NULL) g->task = lsched_park(L, "cache:get_many()");
@@ -309,16 +329,17 @@ static int cache_get_many(lua_State *L) {
 }
 
 static int cache_set(lua_State *L) {
-  lcache *c = lcache_check(L, 1);
+  lcache *c = lcache_check(L, 1, "set");
   lkey k;
-  lkey_get(L, 2, &k);
+  lkey_get(L, 2, &k, "set");
   if (lua_isnoneornil(L, 3))
     return luaL_error(L, "cache:set(): value must not be nil (use cache:delete(key) to remove a key)");
   double ttl = c->default_ttl;
   if (!lua_isnoneornil(L, 4)) {
     if (!lua_istable(L, 4))
       return luaL_error(L, "cache:set(): opts must be a table, got %s", luaL_typename(L, 4));
-    if (lua_getfield(L, 4, "ttl") != LUA_TNIL) ttl = check_ttl(L, -1, "opts.ttl");
+    ltype_check_options(L, 4, "cache:set()", SET_OPTIONS);
+    if (lua_getfield(L, 4, "ttl") != LUA_TNIL) ttl = check_ttl(L, -1, "cache:set()");
     lua_pop(L, 1);
     still_open(L, c);
   }
@@ -328,25 +349,25 @@ static int cache_set(lua_State *L) {
 }
 
 static int cache_delete(lua_State *L) {
-  lcache *c = lcache_check(L, 1);
+  lcache *c = lcache_check(L, 1, "delete");
   lkey k;
-  lkey_get(L, 2, &k);
+  lkey_get(L, 2, &k, "delete");
   lcache_invalidate_load(c, k.tag, k.p, k.len);
   lua_pushboolean(L, ac_store_delete(c->store, k.tag, k.p, k.len) == 0);
   return 1;
 }
 
 static int cache_clear(lua_State *L) {
-  lcache *c = lcache_check(L, 1);
+  lcache *c = lcache_check(L, 1, "clear");
   ac_store_clear(c->store);
   lcache_invalidate_all_loads(c);
   return 0;
 }
 
 static int cache_contains(lua_State *L) {
-  lcache *c = lcache_check(L, 1);
+  lcache *c = lcache_check(L, 1, "contains");
   lkey k;
-  lkey_get(L, 2, &k);
+  lkey_get(L, 2, &k, "contains");
   lua_pushboolean(L, ac_store_peek(c->store, k.tag, k.p, k.len) != 0);
   return 1;
 }
@@ -362,7 +383,7 @@ static void set_count(lua_State *L, const char *name, uint64_t v) {
 }
 
 static int cache_metrics(lua_State *L) {
-  lcache *c = lcache_check(L, 1);
+  lcache *c = lcache_check(L, 1, "get_metrics");
   ac_store_stats_t st;
   ac_store_stats(c->store, &st);
   lua_createtable(L, 0, 12);
@@ -418,19 +439,19 @@ static void close_cache(lua_State *L, lcache *c) {
 }
 
 static int cache_close(lua_State *L) {
-  lcache *c = luaL_checkudata(L, 1, CACHE_MT);
+  lcache *c = ltype_check_self(L, 1, CACHE_MT, "close");
   close_cache(L, c);
   return 0;
 }
 
 static int cache_is_closed(lua_State *L) {
-  lcache *c = luaL_checkudata(L, 1, CACHE_MT);
+  lcache *c = ltype_check_self(L, 1, CACHE_MT, "is_closed");
   lua_pushboolean(L, c->closed);
   return 1;
 }
 
 static int cache_tostring(lua_State *L) {
-  lcache *c = luaL_checkudata(L, 1, CACHE_MT);
+  lcache *c = ltype_check_self(L, 1, CACHE_MT, "__tostring");
   if (c->closed) {
     lua_pushfstring(L, "AsyncCache (closed): %p", (void *)c);
   } else {

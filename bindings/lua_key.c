@@ -4,15 +4,16 @@
 #include <string.h>
 
 #include "lkey.h"
+#include "ltype.h"
 
-void lkey_check(lua_State *L, int idx, lkey *k) {
+void lkey_check(lua_State *L, int idx, lkey *k, const char *fname) {
   switch (lua_type(L, idx)) {
     case LUA_TSTRING:
     case LUA_TNUMBER:
       if (lkey_fast(L, idx, k)) return;
       {
         lua_Number n = lua_tonumber(L, idx);
-        if (isnan(n)) luaL_argerror(L, idx, "key must not be NaN");
+        if (isnan(n)) ltype_argerror(L, fname, idx - 1, "key must not be NaN");
         int64_t v;
         if (lkey_integral(n, &v)) {
           memcpy(k->buf, &v, 8);
@@ -32,9 +33,9 @@ void lkey_check(lua_State *L, int idx, lkey *k) {
       k->len = 1;
       return;
     default:
-      luaL_argerror(L, idx,
-                    lua_pushfstring(L, "key must be a string, number or boolean, got %s",
-                                    luaL_typename(L, idx)));
+      ltype_argerror(L, fname, idx - 1,
+                     lua_pushfstring(L, "key must be a string, number or boolean, got %s",
+                                     luaL_typename(L, idx)));
   }
 }
 

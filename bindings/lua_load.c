@@ -20,6 +20,12 @@
 #include <string.h>
 
 #include "lcache.h"
+#include "lkey.h"
+#include "ltype.h"
+
+/* Bounds the walk along loads waiting for loads (a chain that long is
+ * not a recursion this walk could miss for lack of steps in practice). */
+#define MAX_WAIT_CHAIN 4096
 
 void lcache_free_handle(uv_handle_t *h) { free(h); }
 
@@ -205,15 +211,21 @@ static int finish_load(lua_State *L, lload *ld, ltask *t, int st, int nres,
   int store = 0;
   if (ld->mode == LOAD_CALL) {
     if (!failed) {
+      /* nil as the first result (or none) is not cached, as a loader's
+       * nil is not: the next call runs the function again. */
+      store = nres > 0 && !lua_isnil(L, v);
       lcache_pack(L, nres); /* v = {n, results...} */
       if (ld->anchor_ref != LUA_NOREF) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, ld->anchor_ref);
         lua_setfield(L, v, "args");
       }
-      store = 1;
     }
     nout = 1; /* the packed results, or the error object */
   } else if (failed) {
+    if (lua_isnil(L, v)) { /* error(nil): callers still need an error */
+      lua_pushliteral(L, "loader raised nil");
+      lua_replace(L, v);
+    }
     lua_pushnil(L);
     lua_insert(L, v); /* nil, err */
     nout = 2;
@@ -260,8 +272,34 @@ int lload_wait(lua_State *L, ac_flight_t *f, int mode) {
   return lload_join(L, t, f, mode);
 }
 
+int lload_waits_for(const lload *ld, const ltask *t) {
+  if (t == NULL) return 0;
+  for (int hops = 0; ld != NULL && ld->loader != NULL && hops < MAX_WAIT_CHAIN; hops++) {
+    if (ld->loader == t) return 1;
+    ld = ld->loader->waiting;
+  }
+  return 0;
+}
+
+void lload_push_recursive(lua_State *L, int mode, int tag, const char *key,
+                          size_t len) {
+  if (mode == LOAD_CALL || tag == LKEY_ARGS) {
+    lua_pushliteral(L, "recursive call of a decorated function with the same arguments "
+                       "(from inside its own call, directly or through other loads): "
+                       "it would wait for itself forever");
+    return;
+  }
+  lkey_push(L, tag, key, len);
+  const char *k = ltype_describe(L, -1);
+  lua_pushfstring(L, "recursive load of key %s: its loader asked the cache for the same key "
+                     "(directly or through other loads), which would wait for itself forever", k);
+  lua_replace(L, -3);
+  lua_pop(L, 1);
+}
+
 int lload_join(lua_State *L, ltask *t, ac_flight_t *f, int mode) {
   t->w.cb = lload_on_waiter;
+  t->waiting = ac_flight_data(f);
   ac_flight_join(f, &t->w);
   if (mode == LOAD_CALL)
     return lua_yieldk(L, 0, (lua_KContext)lua_gettop(L), call_resumed);
@@ -294,7 +332,17 @@ lload *lload_open(lua_State *L, lcache *c, const lload_spec *spec,
 
 int lcache_miss(lua_State *L, lcache *c, const lload_spec *spec) {
   ac_flight_t *f = ac_flights_find(c->flights, spec->tag, spec->key, spec->len);
-  if (f != NULL) return lload_wait(L, f, spec->mode);
+  ltask *me = lsched_current(c->ls);
+  if (f != NULL) {
+    if (lload_waits_for(ac_flight_data(f), me)) { /* fail fast, not never */
+      lload_push_recursive(L, spec->mode, spec->tag, spec->key, spec->len);
+      if (spec->mode == LOAD_CALL) return lua_error(L);
+      lua_pushnil(L);
+      lua_insert(L, -2);
+      return 2;
+    }
+    return lload_wait(L, f, spec->mode);
+  }
   if (spec->fn == 0 && spec->batch_fn != 0) return lbatch_add(L, c, spec);
   if (spec->fn == 0) {
     lua_pushnil(L);
@@ -326,7 +374,11 @@ int lcache_miss(lua_State *L, lcache *c, const lload_spec *spec) {
   lua_pushvalue(L, spec->fn);
   for (int i = 0; i < nargs; i++) lua_pushvalue(L, spec->first + i);
   lua_xmove(L, t->co, nargs + 1);
+  /* While the loader runs inline, its caller waits for this load. */
+  ld->loader = t;
+  if (me != NULL) me->waiting = ld;
   int nres, st = lsched_start_loader(c->ls, L, t, nargs, &nres);
+  if (me != NULL) me->waiting = NULL;
   if (st != LUA_YIELD) {
     int n = finish_load(L, ld, t, st, nres, 1);
     return n >= 0 ? n : lua_error(L);
@@ -347,8 +399,7 @@ int lcache_miss(lua_State *L, lcache *c, const lload_spec *spec) {
     if (ld->timer != NULL) {
       uv_timer_init(lsched_loop(c->ls), ld->timer);
       ld->timer->data = ld;
-      double ms = ceil(c->load_timeout * 1000.0);
-      uv_timer_start(ld->timer, on_load_timeout, ms > 9e15 ? (uint64_t)9e15 : (uint64_t)ms, 0);
+      ac_timer_start(ld->timer, on_load_timeout, c->load_timeout, 0);
     }
   }
   return lload_wait(L, ld->flight, spec->mode);

@@ -26,18 +26,18 @@ typedef struct {
   lcache *cache; /* user value 1, which keeps it alive */
 } lmemo;
 
-static lmemo *check_memo(lua_State *L) {
+static lmemo *check_memo(lua_State *L, const char *fname) {
   lmemo *m = lua_touserdata(L, 1);
   if (m == NULL || lua_rawlen(L, 1) != sizeof(lmemo) || m->magic != MEMO_MAGIC)
-    m = luaL_checkudata(L, 1, MEMO_MT);
+    m = ltype_check_self(L, 1, MEMO_MT, fname);
   return m;
 }
 
 /* Replaces the memo at index 1 by its cache; returns the cache. */
-static lcache *memo_cache(lua_State *L) {
+static lcache *memo_cache(lua_State *L, const char *fname) {
   lua_getiuservalue(L, 1, 1);
   lua_replace(L, 1);
-  return lcache_check(L, 1);
+  return lcache_check(L, 1, fname);
 }
 
 /* The key of a call whose arguments are at 2..top. */
@@ -47,7 +47,7 @@ static void memo_key(lua_State *L, lmemo *m, int top, largs *k) {
 }
 
 static int memo_call(lua_State *L) {
-  lmemo *m = check_memo(L);
+  lmemo *m = check_memo(L, "__call");
   lcache *c = m->cache;
   if (c->closed) return luaL_error(L, "the cache is closed");
   c->L = L;
@@ -62,7 +62,7 @@ static int memo_call(lua_State *L) {
   }
   lua_getiuservalue(L, 1, 2); /* fn at top+1 */
   largs_pin(&k);              /* the key must outlive a yield */
-  memo_cache(L);              /* the cache replaces the memo at 1 */
+  memo_cache(L, "__call");    /* the cache replaces the memo at 1 */
   lload_spec spec = {LOAD_CALL, LKEY_ARGS, k.p, k.n, top + 1, 2, top,
                      c->default_ttl, k.identity, 0};
   return lcache_miss(L, c, &spec);
@@ -71,9 +71,9 @@ static int memo_call(lua_State *L) {
 /* memo:invalidate_cache(...): drops the entry of a call with these
  * arguments; returns whether there was one. */
 static int memo_invalidate(lua_State *L) {
-  lmemo *m = check_memo(L);
+  lmemo *m = check_memo(L, "invalidate_cache");
   int top = lua_gettop(L);
-  lcache *c = memo_cache(L);
+  lcache *c = memo_cache(L, "invalidate_cache");
   largs k;
   memo_key(L, m, top, &k);
   lcache_invalidate_load(c, LKEY_ARGS, k.p, k.n);
@@ -90,8 +90,17 @@ static int bypass_done(lua_State *L, int status, lua_KContext ctx) {
   lmemo *m = lua_touserdata(L, 1);
   int nres = lua_gettop(L) - top;
   lua_getiuservalue(L, 1, 1);
-  lcache *c = lcache_check(L, -1);
+  lcache *c = lcache_check(L, -1, "bypass");
   lua_pop(L, 1);
+  if (nres == 0 || lua_isnil(L, top + 1)) {
+    /* nil is not cached (as in a call): the old entry goes. */
+    largs k;
+    memo_key(L, m, top, &k);
+    lcache_invalidate_load(c, LKEY_ARGS, k.p, k.n);
+    ac_store_delete(c->store, LKEY_ARGS, k.p, k.n);
+    largs_done(&k);
+    return nres;
+  }
   /* Pack a copy of the results, keep the originals to return. */
   for (int i = 1; i <= nres; i++) lua_pushvalue(L, top + i);
   lcache_pack(L, nres);
@@ -116,7 +125,7 @@ static int bypass_done(lua_State *L, int status, lua_KContext ctx) {
 /* memo:bypass(...): calls the function without looking at the cache (the
  * seed's use_cache=False) and refreshes the entry with its results. */
 static int memo_bypass(lua_State *L) {
-  check_memo(L);
+  check_memo(L, "bypass");
   int top = lua_gettop(L);
   lua_getiuservalue(L, 1, 2);
   for (int i = 2; i <= top; i++) lua_pushvalue(L, i);
@@ -125,29 +134,30 @@ static int memo_bypass(lua_State *L) {
 }
 
 /* Calls the cache's method `name` and returns its nres results. */
-static int forward_to_cache(lua_State *L, const char *name, int nres) {
-  check_memo(L);
-  memo_cache(L);
+static int forward_to_cache(lua_State *L, const char *fname, const char *name,
+                            int nres) {
+  check_memo(L, fname);
+  memo_cache(L, fname);
   lua_getfield(L, 1, name);
   lua_pushvalue(L, 1);
   lua_call(L, 1, nres);
   return nres;
 }
 
-static int memo_cache_clear(lua_State *L) { return forward_to_cache(L, "clear", 0); }
+static int memo_cache_clear(lua_State *L) { return forward_to_cache(L, "cache_clear", "clear", 0); }
 
-static int memo_metrics(lua_State *L) { return forward_to_cache(L, "get_metrics", 1); }
+static int memo_metrics(lua_State *L) { return forward_to_cache(L, "get_metrics", "get_metrics", 1); }
 
 /* memo:cache(): the AsyncCache behind the decorated function. */
 static int memo_get_cache(lua_State *L) {
-  check_memo(L);
+  check_memo(L, "cache");
   lua_getiuservalue(L, 1, 1);
   return 1;
 }
 
 /* memo:func(): the wrapped function. */
 static int memo_func(lua_State *L) {
-  check_memo(L);
+  check_memo(L, "func");
   lua_getiuservalue(L, 1, 2);
   return 1;
 }
@@ -159,7 +169,7 @@ static int memo_tostring(lua_State *L) {
 
 /* memoize(cache, fn, skip_args) */
 static int memoize(lua_State *L) {
-  lcache_check(L, 1);
+  lcache_check(L, 1, "memoize");
   luaL_checkany(L, 2);
   lua_Integer skip = luaL_checkinteger(L, 3);
   luaL_argcheck(L, skip >= 0 && skip < 250, 3, "skip_args out of range");

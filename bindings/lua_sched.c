@@ -179,6 +179,7 @@ uv_loop_t *lsched_loop(lsched *ls) { return ac_sched_loop(ls->sched); }
 lua_State *lsched_cbstate(lsched *ls) { return ls->cbL; }
 unsigned lsched_error_count(lsched *ls) { return ls->errors; }
 int lsched_in_task(lsched *ls) { return ls->current != NULL; }
+ltask *lsched_current(lsched *ls) { return ls->current; }
 
 /* ---- tasks ----------------------------------------------------------- */
 
@@ -376,6 +377,7 @@ int lsched_yield(lua_State *L) {
 
 void lsched_wake(ltask *t, lresult *res) {
   t->wake = res;
+  t->waiting = NULL;
   ac_sched_post(t->ls->sched, &t->q);
 }
 
@@ -416,11 +418,11 @@ static int l_run(lua_State *L) {
     int alive = ac_sched_once(ls->sched);
     if (!t->finished && !alive) {
       ls->in_run = 0;
-      forget_task(ls, L, t); /* it can never be resumed: let it go */
-      return luaL_error(L,
-                        "runtime.run: the function is waiting for something "
-                        "that can never happen (no task is ready, no timer "
-                        "or I/O is pending)");
+      /* Where it waits, for the message; then let it go: it can never be
+       * resumed. */
+      luaL_traceback(L, t->co, LSCHED_NEVER_MSG ("runtime.run: the function"), 0);
+      forget_task(ls, L, t);
+      return lua_error(L);
     }
   }
   ls->in_run = 0;
@@ -464,8 +466,7 @@ static int l_sleep(lua_State *L) {
   s->next = ls->sleeps;
   if (ls->sleeps) ls->sleeps->prev = s;
   ls->sleeps = s;
-  double ms = ceil(secs * 1000.0);
-  uv_timer_start(&s->timer, on_sleep, ms > 9e15 ? (uint64_t)9e15 : (uint64_t)ms, 0);
+  ac_timer_start(&s->timer, on_sleep, secs, 0);
   return lsched_yield(L);
 }
 

@@ -99,3 +99,10 @@ if(VALGRIND AND NOT AC_SANITIZE)
   set_tests_properties(valgrind.quickstart valgrind.decorators valgrind.batching
     valgrind.host_step valgrind.host_uv PROPERTIES TIMEOUT 300 LABELS valgrind)
 endif()
+
+# acache exits 1 when its script can never finish, saying where it waits.
+add_test(NAME example.acache_never_finishes
+         COMMAND sh ${CMAKE_SOURCE_DIR}/tools/expect-exit.sh 1
+                 "the script is waiting for something that can never happen.*never_finishes.lua:7: in main chunk"
+                 $<TARGET_FILE:acache> ${CMAKE_SOURCE_DIR}/examples/never_finishes.lua)
+set_tests_properties(example.acache_never_finishes PROPERTIES TIMEOUT 60 LABELS example)

@@ -556,7 +556,7 @@ describe("batch loading", function()
       assert.has_error(function() c:get_many({ "a" }, 5) end,
         "cache:get_many(): opts must be a table, got number")
       assert.has_error(function() c:get_many({ "a" }, { batch_loader = true }) end,
-        "opts.batch_loader must be a function, got boolean")
+        "cache:get_many(): opts.batch_loader must be a function, got boolean")
     end))
 
     it("rejects a NaN key, naming its index in keys", in_run(function()
@@ -636,7 +636,7 @@ describe("batch loading", function()
     it("rejects a per-call batch_loader that is not callable", in_run(function()
       local c = cache.AsyncCache()
       assert.has_error(function() c:get("a", { batch_loader = 1 }) end,
-        "opts.batch_loader must be a function, got number")
+        "cache:get(): opts.batch_loader must be a function, got number")
     end))
 
     it("rejects a loader and a batch_loader in one get", in_run(function()
@@ -663,4 +663,81 @@ describe("batch loading", function()
       assert.same({ a = "a!" }, (c:get_many{ "a" }))
     end)
   end)
+end)
+
+describe("batch results that do not fit", function()
+  local function cache_with(form, loader)
+    return cache.AsyncCache{ batch_result = form, batch_loader = loader }
+  end
+
+  it("an array with more values than keys is an error for every key", in_run(function()
+    local c = cache_with("array", function() return { 1, 2, 3, 4, 5 } end)
+    local r = concurrently({ "a", "b" }, function(k) return c:get(k) end)
+    for i = 1, 2 do
+      assert.is_nil(r[i][1])
+      assert.matches("^the batch loader returned 5 values for 2 keys", r[i][2])
+    end
+    assert.equal(0, c:get_metrics().size)
+  end))
+
+  it("batch_result = \"array\" wants one value per key (n = #keys may end it in nils)", in_run(function()
+    local c = cache_with("array", function() return { "x" } end)
+    local r = concurrently({ "a", "b" }, function(k) return c:get(k) end)
+    assert.matches("^the batch loader returned 1 values for 2 keys", r[1][2])
+    assert.matches("^the batch loader returned 1 values for 2 keys", r[2][2])
+    c = cache_with("array", function(keys) return { n = #keys, "x" } end)
+    r = concurrently({ "a", "b" }, function(k) return pack(c:get(k)) end)
+    assert.same({ n = 1, "x" }, r[1][1])
+    assert.same({ n = 1 }, r[2][1]) -- not found: nil, no error
+  end))
+
+  it("an array guessed from its shape is wrong only with more values than keys", in_run(function()
+    local c = cache_with(nil, function() return { "x", "y", "z" } end)
+    local r = concurrently({ "a", "b" }, function(k) return c:get(k) end)
+    assert.matches("^the batch loader returned 3 values for 2 keys", r[1][2])
+    c = cache_with(nil, function() return { "x" } end)
+    r = concurrently({ "a", "b" }, function(k) return pack(c:get(k)) end)
+    assert.same({ n = 1, "x" }, r[1][1])
+    assert.same({ n = 1 }, r[2][1])
+  end))
+
+  it("an error result that is not a table is the error of every key", in_run(function()
+    local c = cache_with(nil, function() return {}, "boom" end)
+    local r = concurrently({ "a", "b" }, function(k) return pack(c:get(k)) end)
+    assert.same({ n = 2, nil, "boom" }, r[1][1])
+    assert.same({ n = 2, nil, "boom" }, r[2][1])
+    c = cache_with(nil, function() return nil, "db down" end)
+    local found, errors = c:get_many{ "a", "b" }
+    assert.same({}, found)
+    assert.same({ a = "db down", b = "db down" }, errors)
+    assert.equal(0, c:get_metrics().size)
+  end))
+
+  it("a batch loader raising nil gives every key an error", in_run(function()
+    local c = cache_with(nil, function() error(nil) end)
+    local found, errors = c:get_many{ "a", "b" }
+    assert.same({}, found)
+    assert.same({ a = "batch loader raised nil", b = "batch loader raised nil" }, errors)
+  end))
+end)
+
+describe("a batch loader asking for a key of its own batch", function()
+  it("gets nil, err for that key at once, from get and from get_many", in_run(function()
+    local c
+    local seen = {}
+    c = cache.AsyncCache{ batch_loader = function(keys)
+      seen.get = pack(c:get(keys[1]))
+      seen.found, seen.errors = c:get_many(keys)
+      local r = {}
+      for _, k in ipairs(keys) do r[k] = k .. "!" end
+      return r
+    end }
+    local found, errors = c:get_many{ "a", "b" }
+    assert.same({ a = "a!", b = "b!" }, found)
+    assert.is_nil(errors)
+    assert.is_nil(seen.get[1])
+    assert.matches('^recursive load of key string "a"', seen.get[2])
+    assert.same({}, seen.found)
+    assert.matches('^recursive load of key string "b"', seen.errors.b)
+  end))
 end)

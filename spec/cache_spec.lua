@@ -334,34 +334,34 @@ describe("cache.AsyncCache", function()
         local c = cache.AsyncCache()
         local f = function() return 1 end
         assert.has_error(function() c:get("k", { loader = f, ttl = 0 }) end,
-          "opts.ttl must be a positive number of seconds, got 0")
+          "cache:get(): opts.ttl must be a positive number of seconds, got 0")
         assert.has_error(function() c:get("k", { loader = f, ttl = -5 }) end,
-          "opts.ttl must be a positive number of seconds, got -5")
+          "cache:get(): opts.ttl must be a positive number of seconds, got -5")
         assert.has_error(function() c:get("k", { loader = f, ttl = "60" }) end,
-          "opts.ttl must be a positive number of seconds, got string")
+          "cache:get(): opts.ttl must be a positive number of seconds, got string")
         assert.error_matches(function() c:get("k", { loader = f, ttl = 0 / 0 }) end,
-          "^opts%.ttl must be a positive number of seconds, got %-?nan$")
+          "^cache:get%(%): opts%.ttl must be a positive number of seconds, got %-?nan$")
         -- Checked on a hit too, and without a loader.
         c:set("k", 1)
         assert.has_error(function() c:get("k", { ttl = false }) end,
-          "opts.ttl must be a positive number of seconds, got boolean")
+          "cache:get(): opts.ttl must be a positive number of seconds, got boolean")
         assert.equal(1, c:get("k", { loader = f, ttl = math.huge }))
       end)
 
       it("validates opts.loader", function()
         local c = cache.AsyncCache()
         assert.has_error(function() c:get("k", { loader = 5 }) end,
-          "opts.loader must be a function, got number")
+          "cache:get(): opts.loader must be a function, got number")
         assert.has_error(function() c:get("k", { loader = {} }) end,
-          "opts.loader must be a function, got table")
+          "cache:get(): opts.loader must be a function, got table")
         assert.has_error(function() c:get("k", { loader = "f" }) end,
-          "opts.loader must be a function, got string")
+          "cache:get(): opts.loader must be a function, got string")
       end)
 
       it("rejects a self that is not a cache", function()
         local c = cache.AsyncCache()
         assert.has_error(function() c.get(5, "k") end,
-          "bad argument #1 to 'get' (ac.cache expected, got number)")
+          "bad argument #1 to 'get' (AsyncCache expected, got number)")
       end)
     end)
 
@@ -830,13 +830,13 @@ describe("cache.AsyncCache", function()
     it("validates opts.ttl", function()
       local c = cache.AsyncCache()
       assert.has_error(function() c:set("k", 1, { ttl = 0 }) end,
-        "opts.ttl must be a positive number of seconds, got 0")
+        "cache:set(): opts.ttl must be a positive number of seconds, got 0")
       assert.has_error(function() c:set("k", 1, { ttl = -1 }) end,
-        "opts.ttl must be a positive number of seconds, got -1")
+        "cache:set(): opts.ttl must be a positive number of seconds, got -1")
       assert.has_error(function() c:set("k", 1, { ttl = "1" }) end,
-        "opts.ttl must be a positive number of seconds, got string")
+        "cache:set(): opts.ttl must be a positive number of seconds, got string")
       assert.error_matches(function() c:set("k", 1, { ttl = 0 / 0 }) end,
-        "^opts%.ttl must be a positive number of seconds, got %-?nan$")
+        "^cache:set%(%): opts%.ttl must be a positive number of seconds, got %-?nan$")
       assert.is_false(c:contains("k"))
       c:set("k", 1, {}) -- an empty opts table is fine
       assert.equal(1, c:get("k"))
@@ -1162,6 +1162,134 @@ describe("cache.AsyncCache", function()
       assert.are_not.equal(m1, m2)
       assert.equal(0, m1.size)
       assert.equal(1, m2.size)
+    end)
+  end)
+end)
+
+describe("cache.AsyncCache: misuse and odd loaders get clear answers", function()
+  local pack = table.pack
+  describe("a loader asking its own cache for the key it loads", function()
+    it("gets nil, err at once instead of waiting for itself", in_run(function()
+      local c = cache.AsyncCache()
+      local inner
+      local v, err = c:get("k", function(key)
+        inner = pack(c:get(key, function() return "never called" end))
+        return "outer"
+      end)
+      assert.equal("outer", v)
+      assert.is_nil(err)
+      assert.is_nil(inner[1])
+      assert.matches('^recursive load of key string "k": its loader asked the cache for the same key',
+        inner[2])
+      assert.equal("outer", c:get("k")) -- the outer load was stored; the cache works on
+    end))
+
+    it("is refused after the loader has yielded too, and through another key's load", in_run(function()
+      local c = cache.AsyncCache()
+      local v, err = c:get("a", function()
+        sleep(0.001)
+        return c:get("b", function()
+          sleep(0.001)
+          return c:get("a", function() return "never called" end)
+        end)
+      end)
+      assert.is_nil(v)
+      assert.matches('^recursive load of key string "a"', err)
+      assert.equal(0, c:get_metrics().in_flight)
+    end))
+
+    it("does not refuse ordinary concurrent callers of one key", in_run(function()
+      local c = cache.AsyncCache()
+      local l = counted(function() sleep(0.005); return "v" end)
+      local r = spawn_all(10, function() return c:get("k", l.loader) end)
+      assert.equal(1, l.calls)
+      for i = 1, 10 do assert.same({ n = 1, "v" }, r[i]) end
+    end))
+
+    it("is refused for a number key too, named as a number", in_run(function()
+      local c = cache.AsyncCache()
+      local _, err = c:get(7, function(key) return c:get(key, function() end) end)
+      assert.matches("^recursive load of key 7:", err)
+    end))
+  end)
+
+  describe("unknown per-call options", function()
+    it("are rejected by set, naming the option, the method and the valid ones", function()
+      local c = cache.AsyncCache()
+      assert.has_error(function() c:set("k", 1, { tll = 5 }) end,
+        "cache:set(): unknown option 'tll' (options: ttl)")
+      assert.is_false(c:contains("k"))
+      c:set("k", 1, { ttl = 5 })
+      assert.equal(1, c:get("k"))
+    end)
+
+    it("are rejected by get, on a hit as on a miss", in_run(function()
+      local c = cache.AsyncCache()
+      local l = counted(function() return "v" end)
+      assert.has_error(function() c:get("k", { lodaer = l.loader }) end,
+        "cache:get(): unknown option 'lodaer' (options: loader, ttl, batch_loader)")
+      c:set("k", "v")
+      assert.has_error(function() c:get("k", { loader = l.loader, TTL = 1 }) end,
+        "cache:get(): unknown option 'TTL' (options: loader, ttl, batch_loader)")
+      assert.has_error(function() c:get("k", { [1] = l.loader }) end,
+        "cache:get(): unknown option '1' (options: loader, ttl, batch_loader)")
+      assert.equal(0, l.calls)
+      assert.equal("v", c:get("k"))
+    end))
+
+    it("are rejected by get_many and warmup", in_run(function()
+      local c = cache.AsyncCache()
+      assert.has_error(function() c:get_many({ "a" }, { batch = print }) end,
+        "cache:get_many(): unknown option 'batch' (options: ttl, batch_loader)")
+      assert.has_error(function() c:warmup({ a = function() return 1 end }, { tll = 1 }) end,
+        "cache:warmup(): unknown option 'tll' (options: ttl)")
+      assert.is_false(c:contains("a"))
+      assert.equal(1, (c:warmup({ a = function() return 1 end }, { ttl = 60 })))
+      assert.equal(1, c:get("a"))
+    end))
+  end)
+
+  describe("a loader raising nil", function()
+    it("gives callers a non-nil error, inline or after yielding", in_run(function()
+      local c = cache.AsyncCache()
+      assert.same({ n = 2, nil, "loader raised nil" }, pack(c:get("a", function() error(nil) end)))
+      local r = spawn_all(3, function()
+        return c:get("b", function() sleep(0.001); error(nil) end)
+      end)
+      for i = 1, 3 do assert.same({ n = 2, nil, "loader raised nil" }, r[i]) end
+      assert.equal(0, c:get_metrics().size)
+    end))
+  end)
+
+  describe("error messages", function()
+    it("name the method however it is called", function()
+      local c = cache.AsyncCache()
+      local ok, err = pcall(c.get, c, {})
+      assert.is_false(ok)
+      assert.equal("bad argument #1 to 'get' (key must be a string, number or boolean, got table)", err)
+      ok, err = pcall(c.set, c, 0 / 0, 1)
+      assert.equal("bad argument #1 to 'set' (key must not be NaN)", err)
+      ok, err = pcall(c.get, 5, "k")
+      assert.equal("bad argument #1 to 'get' (AsyncCache expected, got number)", err)
+      local get = c.contains
+      ok, err = pcall(get, c)
+      assert.equal("bad argument #1 to 'contains' (key must be a string, number or boolean, got no value)", err)
+    end)
+
+    it("never leak an internal function or file for a huge option", function()
+      local err = error_of(cache.AsyncCache, { max_batch_size = 1 << 40 })
+      assert.equal("opts.max_batch_size must be at most 2147483647, got 1099511627776", err)
+      assert.not_matches("new_cache", err, 1, true)
+    end)
+
+    it("print NaN as nan", function()
+      local c = cache.AsyncCache()
+      assert.equal("opts.default_ttl must be a positive number, got nan",
+        error_of(cache.AsyncCache, { default_ttl = 0 / 0 }))
+      assert.equal("cache:set(): opts.ttl must be a positive number of seconds, got nan",
+        error_of(c.set, c, "k", 1, { ttl = -(0 / 0) }))
+      assert.equal("cache:set(): opts.ttl must be a positive number of seconds, got nan",
+        error_of(c.set, c, "k", 1, { ttl = 0 / 0 }))
     end)
   end)
 end)

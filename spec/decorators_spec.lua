@@ -68,18 +68,24 @@ describe("cache.AsyncLRU", function()
       assert.equal(1, s.calls)
     end))
 
-    it("gives no results when the function returns none, and caches that", in_run(function()
+    it("gives no results when the function returns none, and caches nothing", in_run(function()
       local f, s = lru(nil, function() end)
       assert.equal(0, select("#", f()))
       assert.equal(0, select("#", f()))
-      assert.equal(1, s.calls)
+      assert.equal(2, s.calls)
     end))
 
-    it("caches a nil result like any other", in_run(function()
-      local f, s = lru(nil, function() return nil end)
-      assert.equal(1, select("#", f("k")))
-      assert.is_nil((f("k")))
-      assert.equal(1, s.calls)
+    it("does not cache a nil result, as AsyncCache does not cache a loader's nil", in_run(function()
+      local f, s = lru(nil, function() return nil, "not found" end)
+      assert.same({ n = 2, nil, "not found" }, pack(f("k")))
+      assert.same({ n = 2, nil, "not found" }, pack(f("k")))
+      assert.equal(2, s.calls)
+      assert.equal(0, f:get_metrics().size)
+      -- Concurrent equal calls still share the one call that returned nil.
+      local g, t = lru(nil, function() sleep(0.001); return nil end)
+      local r = h.spawn_all(5, function() return g("k") end)
+      assert.equal(1, t.calls)
+      for i = 1, 5 do assert.same({ n = 1 }, r[i]) end
     end))
 
     it("gives every result of a function that yields before returning", in_run(function()
@@ -1073,4 +1079,49 @@ describe("cache.AsyncLRUInvalidator / AsyncTTLInvalidator", function()
         "cache.AsyncTTLInvalidator: the wrapped mutation must be a function, got number")
     end)
   end)
+end)
+
+describe("a decorated function calling itself", function()
+  it("with the same arguments raises at once instead of waiting for itself", in_run(function()
+    local f
+    f = cache.AsyncLRU{}(function(n)
+      if n > 0 then return f(n) end
+      return 0
+    end)
+    local err = h.error_of(f, 1)
+    assert.matches("^recursive call of a decorated function with the same arguments", err)
+    assert.equal(0, f(0))
+    assert.equal(0, f:get_metrics().in_flight)
+  end))
+
+  it("after yielding, with the same arguments, raises too", in_run(function()
+    local f
+    f = cache.AsyncTTL{ time_to_live = 60 }(function(n) sleep(0.001); return f(n) end)
+    assert.matches("^recursive call of a decorated function", h.error_of(f, 1))
+  end))
+
+  it("with other arguments works (memoized recursion)", in_run(function()
+    local calls = 0
+    local fib
+    fib = cache.AsyncLRU{ maxsize = 100 }(function(n)
+      calls = calls + 1
+      if n < 2 then return n end
+      return fib(n - 1) + fib(n - 2)
+    end)
+    assert.equal(6765, fib(20))
+    assert.equal(21, calls)
+  end))
+end)
+
+describe("f:bypass() with a nil result", function()
+  it("returns it and drops the entry instead of caching nil", in_run(function()
+    local value = "v"
+    local f = cache.AsyncLRU{}(function() return value end)
+    assert.equal("v", f("k"))
+    value = nil
+    assert.is_nil(f:bypass("k"))
+    assert.equal(0, f:get_metrics().size)
+    value = "w"
+    assert.equal("w", f("k"))
+  end))
 end)

@@ -87,14 +87,18 @@ describe("cache.runtime", function()
       end)
     end)
 
-    it("detects a deadlock: a task waiting on an event nobody sets", function()
-      assert.has_error(function()
-        run(function()
-          local ev = runtime.event()
-          ev:wait()
-        end)
-      end, "runtime.run: the function is waiting for something that can never "
-        .. "happen (no task is ready, no timer or I/O is pending)")
+    it("detects a deadlock: a task waiting on an event nobody sets, and says where", function()
+      local ok, err = pcall(run, function()
+        local ev = runtime.event()
+        ev:wait()
+      end)
+      assert.is_false(ok)
+      assert.equal("runtime.run: the function is waiting for something that can never "
+        .. "happen (no task is ready, no timer or I/O is pending)", err:match("^[^\n]*"))
+      -- The traceback of the waiting coroutine: the wait, and the line of the spec.
+      assert.matches("stack traceback:", err, 1, true)
+      assert.matches("in method 'wait'", err, 1, true)
+      assert.matches("runtime_spec.lua:%d+:", err)
       -- The runtime is still usable afterwards.
       assert.equal("still fine", run(function() sleep(0.001); return "still fine" end))
     end)
@@ -519,5 +523,55 @@ describe("cache.runtime", function()
         assert.is_false(coroutine.wrap(function() return runtime.can_wait() end)())
       end)
     end)
+  end)
+end)
+
+-- Timers are armed from the clock, not from libuv's cached loop time, which
+-- is stale after a coroutine has computed for a while.
+describe("timers after CPU work", function()
+  local cache = require "cache"
+  local now = runtime.now
+
+  local function compute(seconds)
+    local t = now()
+    while now() - t < seconds do end
+  end
+
+  it("runtime.sleep(s) waits s from when it is called", function()
+    local slept = run(function()
+      compute(0.3)
+      local t = now()
+      sleep(0.2)
+      return now() - t
+    end)
+    assert.is_true(slept >= 0.195, ("slept only %.3f s"):format(slept))
+  end)
+
+  it("a load_timeout counts from the get, not from before the caller computed", function()
+    local c = cache.AsyncCache{ load_timeout = 0.5 }
+    local v, err = run(function()
+      compute(0.6)
+      return c:get("k", function() sleep(0.05); return "v" end)
+    end)
+    assert.is_nil(err)
+    assert.equal("v", v)
+  end)
+
+  it("a batch window counts from the first key, not from before the caller computed", function()
+    local calls = {}
+    local c = cache.AsyncCache{ batch_window_ms = 100, batch_loader = function(keys)
+      calls[#calls + 1] = keys
+      local r = {}
+      for _, k in ipairs(keys) do r[k] = k .. "!" end
+      return r
+    end }
+    run(function()
+      compute(0.2)
+      local done = runtime.event()
+      spawn(function() sleep(0.02); c:get("b"); done:set() end)
+      assert.equal("a!", c:get("a"))
+      done:wait()
+    end)
+    assert.same({ { "a", "b" } }, calls)
   end)
 end)

@@ -56,7 +56,11 @@ AC_EXPORT int ac_runtime_spawn(ac_runtime_t *rt, int nargs);
 AC_EXPORT int ac_runtime_dofile(ac_runtime_t *rt, const char *path, int argc,
                                 char **argv, char *errbuf, size_t errlen);
 
-/* Drives the loop until nothing is left to do.  Returns 0. */
+/* Drives the loop until nothing is left to do.  Returns 0, or -1 when a
+ * script started by ac_runtime_dofile is still suspended then: it waits for
+ * something that can never happen (an event nobody sets).  Each such script
+ * is reported to the error hook with the traceback of where it waits (so
+ * ac_runtime_errors counts it). */
 AC_EXPORT int ac_runtime_run(ac_runtime_t *rt);
 /* One non-blocking pass: runs ready coroutines and due timers, polls I/O.
  * Returns 1 while work remains, 0 when idle. */

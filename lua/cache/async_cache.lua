@@ -98,6 +98,8 @@ function _M.check(opts, level)
     max_batch = DEFAULT_MAX_BATCH_SIZE
   elseif type(max_batch) ~= "number" or not math.tointeger(max_batch) or max_batch < 1 then
     error("opts.max_batch_size must be a positive integer, got " .. describe(max_batch), level)
+  elseif max_batch > 0x7fffffff then
+    error("opts.max_batch_size must be at most 2147483647, got " .. describe(max_batch), level)
   end
   local form = opts.batch_result
   if form ~= nil and form ~= "auto" and form ~= "map" and form ~= "array" then
@@ -112,13 +114,31 @@ function _M.new(opts, level)
   return core.new_cache(_M.check(opts, (level or 2) + 1))
 end
 
---- Loads many keys concurrently: { [key] = loader, ... }.  Keys already in
--- the cache are not reloaded.  Returns how many keys were loaded, and a
+--- Loads many keys concurrently: { [key] = loader, ... }, each stored with
+-- opts.ttl when given (else the cache's default).  Keys already in the
+-- cache are not reloaded.  Returns how many keys were loaded, and a
 -- table { [key] = err } of the loads that failed (nil when none did).
-function methods:warmup(loaders)
+local WARMUP_OPTIONS = { ttl = true }
+
+function methods:warmup(loaders, opts)
   if type(loaders) ~= "table" then
     error("cache:warmup(): loaders must be a table of key = loader, got " .. type(loaders), 2)
   end
+  if opts ~= nil then
+    if type(opts) ~= "table" then
+      error("cache:warmup(): opts must be a table, got " .. type(opts), 2)
+    end
+    for k in pairs(opts) do
+      if not WARMUP_OPTIONS[k] then
+        error(("cache:warmup(): unknown option '%s' (options: ttl)"):format(tostring(k)), 2)
+      end
+    end
+    local ttl = opts.ttl
+    if ttl ~= nil and (type(ttl) ~= "number" or not (ttl > 0)) then
+      error("cache:warmup(): opts.ttl must be a positive number of seconds, got " .. describe(ttl), 2)
+    end
+  end
+  local ttl = opts and opts.ttl
   if self:is_closed() then error("the cache is closed", 2) end
   local fns, keys = {}, {}
   for key, loader in pairs(loaders) do
@@ -131,7 +151,8 @@ function methods:warmup(loaders)
     end
     if not self:contains(key) then
       keys[#keys + 1] = key
-      fns[#fns + 1] = function() return self:get(key, loader) end
+      fns[#fns + 1] = ttl and function() return self:get(key, { loader = loader, ttl = ttl }) end
+        or function() return self:get(key, loader) end
     end
   end
   if #fns == 0 then return 0, nil end

@@ -45,7 +45,7 @@ local function decorator(who, opts, default_maxsize, ttl)
   local maxsize, default_ttl, timeout = async_cache.check({
     maxsize = opts.maxsize or default_maxsize,
     default_ttl = ttl,
-    load_timeout = opts.load_timeout or math.huge,
+    load_timeout = opts.load_timeout, -- default: AsyncCache's (30 s)
     remote_cache = opts.remote_cache,
     backup = opts.backup,
   }, 3)

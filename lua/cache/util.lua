@@ -15,6 +15,7 @@ end
 -- values by type.
 function _M.describe(v)
   local t = type(v)
+  if t == "number" and v ~= v then return "nan" end -- not "-nan" (the sign bit of 0/0)
   if t == "number" or t == "boolean" then return tostring(v) end
   if t == "string" then return ("string %q"):format(v) end
   return t
