@@ -11,10 +11,18 @@
 -- Method: every timed figure runs BATCH operations between two readings of
 -- runtime.now() (CLOCK_MONOTONIC) and keeps the batch mean; the figure is
 -- the median of those means over N/BATCH batches, after warm-up batches that
--- are not kept.  The loop and the array read of the key are inside every
--- figure (printed separately as "empty loop").  Full garbage collections
--- run only between sections; inside one, the collector runs as it would
--- for a user (it matters for the pure-Lua LRU, which allocates nodes).
+-- are not kept, printed with their min-max.  Figures that are compared with
+-- a reference (the hit with the floor, the LRU with the hit, the LRU with
+-- the cache in the mixed workload) are interleaved: N/BATCH rounds, each
+-- timing one batch of every contender back to back (the order reversed
+-- every other round), a ratio per round, and the ratio printed is the
+-- median of the per-round ratios with their p10-p90.  Other work on the
+-- machine then slows both sides of a round alike: absolute figures move
+-- with the load, ratios much less.  The loop and the array read of the key
+-- are inside every figure (printed separately as "empty loop").  Full
+-- garbage collections run only between sections; inside one, the collector
+-- runs as it would for a user (it matters for the pure-Lua LRU, which
+-- allocates nodes).
 
 ---------------------------------------------------------------------------
 -- Finding our modules, under acache (which preloads cache.core and puts
@@ -171,39 +179,89 @@ end
 
 ---------------------------------------------------------------------------
 -- Measuring
+--
+-- A figure is a list of samples, one per round, each the ns/op mean of one
+-- batch of BATCH operations.  Figures that are compared (a hit and its C
+-- floor, the LRU and the hit, the LRU and the cache on the mixed workload)
+-- are timed in the same rounds: round b times one batch of each contender
+-- back to back, so that both see the same load on the machine, and a ratio
+-- is taken per round.  A ratio of two medians timed at different moments
+-- swings with the load; the median of per-round ratios does not, because a
+-- slow moment slows both sides of its round.
 
 local function full_gc()
   collectgarbage("collect")
   collectgarbage("collect")
 end
 
-local function summarize(means)
-  sort(means)
-  local n = #means
-  local mid = n // 2
-  local median = n % 2 == 1 and means[mid + 1] or (means[mid] + means[mid + 1]) / 2
-  local sum = 0
-  for i = 1, n do sum = sum + means[i] end
-  return { median = median, min = means[1], p90 = means[math.max(1, math.ceil(n * 0.9))],
-           max = means[n], mean = sum / n, batches = n, batch = BATCH }
+-- Nearest-rank percentile of a sorted array.
+local function pct(sorted, p)
+  local n = #sorted
+  return sorted[math.min(n, math.max(1, math.ceil(n * p)))]
 end
 
--- Runs batch(b) for b = 1..warm (not kept), then on_start() if given, then
--- batch(b) for b = 1..batches, each doing BATCH operations; returns the
--- summary of the ns/op batch means.
-local function measure(warm, batches, batch, on_start)
+-- Median, p10, p90, min, max and mean of samples (left unsorted: the
+-- per-round order is needed for ratios).
+local function summarize(samples)
+  local s = table.move(samples, 1, #samples, 1, {})
+  sort(s)
+  local n = #s
+  local mid = n // 2
+  local median = n % 2 == 1 and s[mid + 1] or (s[mid] + s[mid + 1]) / 2
+  local sum = 0
+  for i = 1, n do sum = sum + s[i] end
+  return { median = median, p10 = pct(s, 0.1), p90 = pct(s, 0.9), min = s[1],
+           max = s[n], mean = sum / n, samples = n }
+end
+
+-- Times contenders = { {name, batch}, ... } in interleaved rounds: warm
+-- rounds (not kept), then on_start() if given, then rounds b = 1..rounds,
+-- each calling every contender's batch(b) once (BATCH operations) between
+-- two readings of now().  Odd rounds go first to last, even rounds last to
+-- first (ABBA), so no contender always runs right after another one.
+-- Returns name -> array of per-round ns/op.
+local function measure_rounds(warm, rounds, contenders, on_start)
+  local n = #contenders
+  local times = {}
+  for i = 1, n do times[i] = {} end
   full_gc()
-  for b = 1, warm do batch(b) end
-  if on_start then on_start() end
-  local means = {}
-  for b = 1, batches do
-    local t0 = now()
-    batch(b)
-    means[b] = (now() - t0) * 1e9 / BATCH
+  for b = 1, warm do
+    for i = 1, n do contenders[i][2](b) end
   end
-  local s = summarize(means)
+  if on_start then on_start() end
+  for b = 1, rounds do
+    local first, last, step = 1, n, 1
+    if b % 2 == 0 then first, last, step = n, 1, -1 end
+    for i = first, last, step do
+      local batch = contenders[i][2]
+      local t0 = now()
+      batch(b)
+      times[i][b] = (now() - t0) * 1e9 / BATCH
+    end
+  end
   full_gc()
+  local out = {}
+  for i = 1, n do out[contenders[i][1]] = times[i] end
+  return out
+end
+
+-- The summary of a figure's per-batch ns/op.
+local function summarize_ns(times)
+  local s = summarize(times)
+  s.batches, s.batch = s.samples, BATCH
   return s
+end
+
+-- One figure alone.
+local function measure(warm, batches, batch, on_start)
+  return summarize_ns(measure_rounds(warm, batches, { { "x", batch } }, on_start).x)
+end
+
+-- The per-round ratio a[b] / b[b] of two figures timed in the same rounds.
+local function ratio(a, b)
+  local r = {}
+  for i = 1, #a do r[i] = a[i] / b[i] end
+  return summarize(r)
 end
 
 ---------------------------------------------------------------------------
@@ -217,11 +275,25 @@ local function verdict(name, value, limit, ok, unit)
   return ok and "PASS" or "MISS"
 end
 
-local function line(label, value, unit, target)
-  print(fmt("  %-52s %10s %-6s %s", label, value, unit or "", target or ""))
+-- One figure: label, value, unit, its spread (see range, spread) and the
+-- target with its verdict.
+local function line(label, value, unit, dispersion, target)
+  print(fmt("  %-48s %9s %-6s %-22s %s", label, value, unit or "", dispersion or "",
+    target or ""))
 end
 
 local function ns(x) return fmt("%.1f", x) end
+
+-- An absolute figure's spread: min-max over its batches (or rounds).
+local function range(s, f)
+  f = f or ns
+  return "min-max " .. f(s.min) .. "-" .. f(s.max)
+end
+
+-- A ratio's spread: p10-p90 of its per-round ratios.
+local function spread(s)
+  return fmt("p10-p90 %.2f-%.2f", s.p10, s.p90)
+end
 
 -- The 1-minute load average (Linux), or nil: other work on the machine
 -- inflates every figure, so it is printed with them.
@@ -321,65 +393,74 @@ local function bench_hits(opts, R)
   assert(floor_get(f, "absent") == nil)
 
   -- Each batch function copies what it uses into locals: the loop then
-  -- reads registers, not upvalues, the same for every contender.
-  local r = {}
-  r.cache = measure(warm, batches, function()
-    local c, keys = c, keys
-    for j = 1, BATCH do c:get(keys[j]) end
-  end)
-  r.lru = measure(warm, batches, function()
-    local l, keys = l, keys
-    for j = 1, BATCH do l:get(keys[j]) end
-  end)
-  r.floor = measure(warm, batches, function()
-    local f, keys, get = f, keys, floor_get
-    for j = 1, BATCH do get(f, keys[j]) end
-  end)
-  -- Context, to split the hit's cost: the loop alone, a bare C call, and
-  -- c:get without the method lookup (get fetched once).
-  r.empty_loop = measure(warm, batches, function()
-    local keys, x = keys, nil
-    for j = 1, BATCH do x = keys[j] end
-    return x
-  end)
-  r.c_call = measure(warm, batches, function()
-    local f, keys, noop = f, keys, floor_noop
-    for j = 1, BATCH do noop(f, keys[j]) end
-  end)
-  r.cache_local_get = measure(warm, batches, function()
-    local c, keys, get = c, keys, c.get
-    for j = 1, BATCH do get(c, keys[j]) end
-  end)
+  -- reads registers, not upvalues, the same for every contender.  All six
+  -- run in the same rounds: the three contenders, and as context, to split
+  -- the hit's cost, the loop alone, a bare C call, and c:get without the
+  -- method lookup (get fetched once).
+  local t = measure_rounds(warm, batches, {
+    { "cache", function()
+      local c, keys = c, keys
+      for j = 1, BATCH do c:get(keys[j]) end
+    end },
+    { "floor", function()
+      local f, keys, get = f, keys, floor_get
+      for j = 1, BATCH do get(f, keys[j]) end
+    end },
+    { "lru", function()
+      local l, keys = l, keys
+      for j = 1, BATCH do l:get(keys[j]) end
+    end },
+    { "cache_local_get", function()
+      local c, keys, get = c, keys, c.get
+      for j = 1, BATCH do get(c, keys[j]) end
+    end },
+    { "c_call", function()
+      local f, keys, noop = f, keys, floor_noop
+      for j = 1, BATCH do noop(f, keys[j]) end
+    end },
+    { "empty_loop", function()
+      local keys, x = keys, nil
+      for j = 1, BATCH do x = keys[j] end
+      return x
+    end },
+  })
   local m = c:get_metrics()
   assert(m.misses == 0 and m.size == HOT_KEYS, "hit figure saw misses")
   c:close()
 
-  local ratio_floor = r.cache.median / r.floor.median
-  local ratio_lru = r.lru.median / r.cache.median
+  local r = {}
+  for name, times in pairs(t) do r[name] = summarize_ns(times) end
+  local q_floor = ratio(t.cache, t.floor)
+  local q_lru = ratio(t.lru, t.cache)
+  local ratio_floor, ratio_lru = q_floor.median, q_lru.median
   R.hit = {
-    keys = HOT_KEYS,
+    keys = HOT_KEYS, rounds = batches,
     cache_ns = r.cache.median, lru_ns = r.lru.median, floor_ns = r.floor.median,
     cache_over_floor = ratio_floor, lru_over_cache = ratio_lru,
+    ratios = { cache_over_floor = q_floor, lru_over_cache = q_lru },
     context = { empty_loop_ns = r.empty_loop.median, c_call_ns = r.c_call.median,
                 cache_get_without_method_lookup_ns = r.cache_local_get.median },
     detail = r,
   }
   print(fmt("\n1-4. Hits, rotating over %d resident keys (\"key:1\" .. \"key:%d\"); the floor is",
     HOT_KEYS, HOT_KEYS))
-  print("     a C function: ac__hash, an open-addressing probe, one rawgeti (bench/floor.c)")
-  line("1. AsyncCache  c:get(key)", ns(r.cache.median), "ns/op")
-  line("2. pure-Lua LRU  l:get(key)", ns(r.lru.median), "ns/op")
-  line("3. floor  floor.get(f, key)", ns(r.floor.median), "ns/op")
-  line("4. cache hit / floor", fmt("%.2f", ratio_floor), "x",
+  print("     a C function: ac__hash, an open-addressing probe, one rawgeti (bench/floor.c).")
+  print(fmt("     All six loops below are timed in the same %d rounds (one batch each per", batches))
+  print("     round); ratios are the median of the per-round ratios.")
+  line("1. AsyncCache  c:get(key)", ns(r.cache.median), "ns/op", range(r.cache))
+  line("2. pure-Lua LRU  l:get(key)", ns(r.lru.median), "ns/op", range(r.lru))
+  line("3. floor  floor.get(f, key)", ns(r.floor.median), "ns/op", range(r.floor))
+  line("4. cache hit / floor", fmt("%.2f", ratio_floor), "x", spread(q_floor),
     fmt("target <= %.1f x   %s", TARGET.hit_over_floor,
       verdict("hit / floor", ratio_floor, TARGET.hit_over_floor, ratio_floor <= TARGET.hit_over_floor, "x")))
-  line("   pure-Lua LRU / cache hit", fmt("%.2f", ratio_lru), "x",
+  line("   pure-Lua LRU / cache hit", fmt("%.2f", ratio_lru), "x", spread(q_lru),
     fmt("target >= %.1f x   %s", TARGET.lru_over_hit,
       verdict("pure-Lua LRU / hit", ratio_lru, TARGET.lru_over_hit, ratio_lru >= TARGET.lru_over_hit, "x")))
-  print("   context (same loop, not targets):")
-  line("   empty loop (for + keys[j])", ns(r.empty_loop.median), "ns/op")
-  line("   bare Lua->C call  floor.noop(f, key)", ns(r.c_call.median), "ns/op")
-  line("   cache get without method lookup  get(c, key)", ns(r.cache_local_get.median), "ns/op")
+  print("   context (same rounds, not targets):")
+  line("   empty loop (for + keys[j])", ns(r.empty_loop.median), "ns/op", range(r.empty_loop))
+  line("   bare Lua->C call  floor.noop(f, key)", ns(r.c_call.median), "ns/op", range(r.c_call))
+  line("   cache get without method lookup  get(c, key)", ns(r.cache_local_get.median), "ns/op",
+    range(r.cache_local_get))
 end
 
 local function bench_miss(opts, R)
@@ -417,11 +498,12 @@ local function bench_miss(opts, R)
              full_cache_evicting_ns = se.median, full_cache_detail = se }
   print("\n5. Miss: distinct new keys, trivial loader, stored (no eviction; the cache grows")
   print(fmt("   to %d entries)", m.size))
-  line("c:get(new_key, loader)", ns(s.median), "ns/op",
+  line("c:get(new_key, loader)", ns(s.median), "ns/op", range(s),
     fmt("target <= %d ns   %s", TARGET.miss_ns,
       verdict("miss + load + store", s.median, TARGET.miss_ns, s.median <= TARGET.miss_ns, "ns")))
   print("   context (not a target):")
-  line(fmt("   miss into a full cache (%d, evicts), hot keys", HOT_KEYS), ns(se.median), "ns/op")
+  line(fmt("   miss into a full cache (%d, evicts), hot keys", HOT_KEYS), ns(se.median), "ns/op",
+    range(se))
 end
 
 local function waiter_task(c, key, loader, st)
@@ -458,21 +540,26 @@ local function bench_waiters(R)
     bad = bad + r.bad
   end
   c:close()
-  sort(totals)
-  local total = totals[3]
+  local st = summarize(totals)
+  local total = st.median
   local per = total * 1e9 / WAITERS
+  local function ms(x) return fmt("%.2f", x * 1e3) end
+  local function per_waiter(x) return ns(x * 1e9 / WAITERS) end
   R.waiters = { waiters = WAITERS, loader_sleep_s = 0.001, rounds = rounds,
                 loader_calls_max = max_calls, wrong_values = bad,
-                total_s_median = total, ns_per_waiter = per,
+                total_s_median = total, total_s_min = st.min, total_s_max = st.max,
+                ns_per_waiter = per,
+                ns_per_waiter_min = st.min * 1e9 / WAITERS,
+                ns_per_waiter_max = st.max * 1e9 / WAITERS,
                 ns_per_waiter_excluding_sleep = (total - 0.001) * 1e9 / WAITERS }
   print(fmt("\n6. %d coroutines on one key, loader sleeps 1 ms (median of 5 rounds, each on a new key)",
     WAITERS))
-  line("loader calls (every round)", tostring(max_calls), "",
+  line("loader calls (every round)", tostring(max_calls), "", nil,
     fmt("target = 1          %s", verdict("waiters: loader calls", max_calls, 1,
       max_calls == 1 and bad == 0, "calls")))
-  if bad > 0 then line("waiters that got a wrong value", tostring(bad), "", "") end
-  line("total: spawn all, load once, wake all", fmt("%.2f", total * 1e3), "ms")
-  line("per waiter (total / 10,000)", ns(per), "ns",
+  if bad > 0 then line("waiters that got a wrong value", tostring(bad), "") end
+  line("total: spawn all, load once, wake all", ms(total), "ms", range(st, ms))
+  line("per waiter (total / 10,000)", ns(per), "ns", range(st, per_waiter),
     fmt("target <= %d ns   %s", TARGET.waiter_ns,
       verdict("ns per waiter", per, TARGET.waiter_ns, per <= TARGET.waiter_ns, "ns")))
   line("   per waiter without the 1 ms sleep", ns((total - 0.001) * 1e9 / WAITERS), "ns")
@@ -492,37 +579,45 @@ local function bench_mixed(opts, R)
   print("   store and evict); the key sequence is precomputed.  Check: over its first")
   print(fmt("   %d ops at capacity %d, AsyncCache and lru.lua both loaded %d keys (same LRU).",
     check_ops, MIXED_CAPACITIES[1], loads))
-  print(fmt("  %-9s %14s %9s %14s %10s   %s", "capacity", "AsyncCache", "hit rate",
-    "pure-Lua LRU", "LRU/cache", "target"))
+  print(fmt("   The cache and the LRU are timed in the same %d rounds (one batch each per", batches))
+  print("   round, the same keys); LRU/cache is the median of the per-round ratios.")
+  print(fmt("  %-8s %-24s %8s  %-24s %-19s %s", "capacity", "AsyncCache ns (min-max)",
+    "hit rate", "pure-Lua LRU ns (min-max)", "LRU/cache (p10-p90)", "target"))
   for _, cap in ipairs(MIXED_CAPACITIES) do
     local c = cache.AsyncCache{ maxsize = cap }
+    local l = lru.new(cap)
     local m0
-    local sc = measure(warm, batches, function(b)
-      local c, seq, loader, base = c, seq, trivial_loader, (b - 1) * BATCH
-      for j = 1, BATCH do c:get(seq[base + j], loader) end
-    end, function() m0 = c:get_metrics() end)
+    local t = measure_rounds(warm, batches, {
+      { "cache", function(b)
+        local c, seq, loader, base = c, seq, trivial_loader, (b - 1) * BATCH
+        for j = 1, BATCH do c:get(seq[base + j], loader) end
+      end },
+      { "lru", function(b)
+        local l, seq, loader, base = l, seq, trivial_loader, (b - 1) * BATCH
+        for j = 1, BATCH do
+          local k = seq[base + j]
+          local v = l:get(k)
+          if v == nil then
+            v = loader(k)
+            l:set(k, v)
+          end
+        end
+      end },
+    }, function() m0 = c:get_metrics() end)
     local m1 = c:get_metrics()
     c:close()
     local hit_rate = (m1.hits - m0.hits) / ((m1.hits - m0.hits) + (m1.misses - m0.misses))
-    local l = lru.new(cap)
-    local sl = measure(warm, batches, function(b)
-      local l, seq, loader, base = l, seq, trivial_loader, (b - 1) * BATCH
-      for j = 1, BATCH do
-        local k = seq[base + j]
-        local v = l:get(k)
-        if v == nil then
-          v = loader(k)
-          l:set(k, v)
-        end
-      end
-    end)
+    local sc, sl = summarize_ns(t.cache), summarize_ns(t.lru)
+    local q = ratio(t.lru, t.cache)
     local ok = sc.median <= TARGET.mixed_ns
     local row = { capacity = cap, cache_ns = sc.median, lru_ns = sl.median,
-                  hit_rate = hit_rate, lru_over_cache = sl.median / sc.median,
-                  cache_detail = sc, lru_detail = sl }
+                  hit_rate = hit_rate, lru_over_cache = q.median, ratios = { lru_over_cache = q },
+                  rounds = batches, cache_detail = sc, lru_detail = sl }
     rows[#rows + 1] = row
-    print(fmt("  %-9d %11s ns %8.1f%% %11s ns %9.2fx   <= %d ns  %s", cap, ns(sc.median),
-      hit_rate * 100, ns(sl.median), row.lru_over_cache, TARGET.mixed_ns,
+    print(fmt("  %-8d %-24s %7.1f%%  %-24s %-19s <= %d ns  %s", cap,
+      fmt("%s (%s-%s)", ns(sc.median), ns(sc.min), ns(sc.max)), hit_rate * 100,
+      fmt("%s (%s-%s)", ns(sl.median), ns(sl.min), ns(sl.max)),
+      fmt("%.2fx (%.2f-%.2f)", q.median, q.p10, q.p90), TARGET.mixed_ns,
       verdict("mixed ns/op at capacity " .. cap, sc.median, TARGET.mixed_ns, ok, "ns")))
   end
   R.mixed = { keys = MIXED_KEYS, rows = rows }
@@ -551,7 +646,7 @@ local function bench_memory(R)
   print(fmt("\n8. Memory: a full cache of %d keys \"key:1\" .. (average %.2f bytes), value true",
     MEMORY_ENTRIES, avg_key))
   line("C store: get_metrics().memory_bytes / size", fmt("%.1f", per), "B")
-  line("C store overhead per entry (minus average key length)", fmt("%.1f", overhead), "B",
+  line("C store overhead per entry (minus average key length)", fmt("%.1f", overhead), "B", nil,
     fmt("target <= %d B      %s", TARGET.bytes_per_entry,
       verdict("bytes per entry overhead", overhead, TARGET.bytes_per_entry,
         overhead <= TARGET.bytes_per_entry, "B")))
@@ -592,11 +687,12 @@ local function bench_decorated(opts, R)
   R.decorated = r
   print(fmt("\n9. Decorated hits: cache.AsyncLRU{ maxsize = %d }(fn), %d resident argument sets",
     HOT_KEYS, HOT_KEYS))
-  line("f(i), one integer argument", ns(r.int.median), "ns/op",
+  line("f(i), one integer argument", ns(r.int.median), "ns/op", range(r.int),
     fmt("target <= %d ns   %s", TARGET.decorated_int_ns,
       verdict("decorated hit, integer argument", r.int.median, TARGET.decorated_int_ns,
         r.int.median <= TARGET.decorated_int_ns, "ns")))
-  line("f({ id = i, kind = \"user\" }), a small table", ns(r.table.median), "ns/op")
+  line("f({ id = i, kind = \"user\" }), a small table", ns(r.table.median), "ns/op",
+    range(r.table))
 end
 
 -- Keys through a trivial batch loader: get_many over BATCH_KEYS distinct
@@ -632,18 +728,20 @@ local function bench_batch(R)
       cold = BATCH_KEYS / dt
     end
   end
-  sort(rates)
-  local rate = rates[(#rates + 1) // 2]
+  local sr = summarize(rates)
+  local rate = sr.median
+  local function kps(x) return fmt("%.0f", x) end
   R.batch = { keys = BATCH_KEYS, per_call = BATCH_CHUNK, rounds = rounds,
-              keys_per_second_median = rate, keys_per_second_first_round = cold }
+              keys_per_second_median = rate, keys_per_second_min = sr.min,
+              keys_per_second_max = sr.max, keys_per_second_first_round = cold }
   print(fmt("\n10. Batch loading: %d distinct keys through a trivial batch loader, get_many of %d keys",
     BATCH_KEYS, BATCH_CHUNK))
   print("    at a time (one batch each), into a cache that keeps them all; median of rounds 2-6")
-  line("keys per second", fmt("%.0f", rate), "keys/s",
+  line("keys per second", kps(rate), "keys/s", range(sr, kps),
     fmt("target >= %d  %s", TARGET.batch_keys_per_s,
       verdict("batch keys per second", rate, TARGET.batch_keys_per_s,
         rate >= TARGET.batch_keys_per_s, "keys/s")))
-  line("   per key", ns(1e9 / rate), "ns")
+  line("   per key", ns(1e9 / rate), "ns", "min-max " .. ns(1e9 / sr.max) .. "-" .. ns(1e9 / sr.min))
   line("   first round (cold allocator, page faults)", fmt("%.0f", cold), "keys/s")
 end
 
@@ -655,16 +753,20 @@ local function main(argv)
   local R = {
     lua = _VERSION, runner = runner, cpu = cpu_model(), iterations = opts.iterations,
     batch = BATCH,
-    method = "median over batches of the batch mean (ns/op); batch = " .. BATCH ..
-      " ops timed with runtime.now() (CLOCK_MONOTONIC); warm-up batches discarded; " ..
-      "full GC only between sections",
+    method = "median over batches of the batch mean (ns/op), with min and max; batch = " ..
+      BATCH .. " ops timed with runtime.now() (CLOCK_MONOTONIC); warm-up batches discarded; " ..
+      "full GC only between sections; a figure and its reference are timed in the same " ..
+      "rounds (one batch each, order reversed every other round) and a ratio is the " ..
+      "median of the per-round ratios, with p10 and p90 (min and max in the JSON too)",
   }
   R.loadavg_start = loadavg()
   print(fmt("async-cache benchmark (Lua API): %s under %s, cpu: %s, load average %s",
     _VERSION, runner, R.cpu, R.loadavg_start or "?"))
   print(fmt("%d operations per figure, timed in batches of %d with runtime.now(); each figure",
     opts.iterations, BATCH))
-  print("is the MEDIAN of the batch means (ns/op), after warm-up; full GC only between sections.")
+  print("is the MEDIAN of the batch means (ns/op), after warm-up, with their min-max; full GC")
+  print("only between sections.  A figure and its reference run in the same rounds (one batch")
+  print("each, alternating); a ratio is the MEDIAN of the per-round ratios, with their p10-p90.")
 
   check_lru()
   local t0 = now()
