@@ -99,3 +99,23 @@ if(VALGRIND AND NOT AC_SANITIZE)
   set_tests_properties(valgrind.quickstart valgrind.decorators valgrind.batching
     valgrind.host_step valgrind.host_uv PROPERTIES TIMEOUT 300 LABELS valgrind)
 endif()
+
+# The README's C host: examples/host_readme.c is the README's ```c block
+# (checked), built like the other hosts and run where scripts/game.lua is.
+add_executable(host_readme ${CMAKE_SOURCE_DIR}/examples/host_readme.c)
+target_compile_options(host_readme PRIVATE ${AC_WARNINGS})
+target_link_libraries(host_readme PRIVATE asynccache_lua_static)
+add_test(NAME example.readme_host_block
+         COMMAND sh ${CMAKE_SOURCE_DIR}/tools/readme-block.sh c
+                 ${CMAKE_SOURCE_DIR}/README.md ${CMAKE_SOURCE_DIR}/examples/host_readme.c)
+add_test(NAME example.host_readme COMMAND host_readme
+         WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}/examples)
+set_tests_properties(example.readme_host_block example.host_readme
+  PROPERTIES TIMEOUT 60 LABELS example)
+set_tests_properties(example.host_readme PROPERTIES
+  PASS_REGULAR_EXPRESSION "game: asset:hero.png for 3 entities, 1 load")
+if(VALGRIND AND NOT AC_SANITIZE)
+  add_test(NAME valgrind.host_readme COMMAND ${AC_VALGRIND} $<TARGET_FILE:host_readme>
+           WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}/examples)
+  set_tests_properties(valgrind.host_readme PROPERTIES TIMEOUT 300 LABELS valgrind)
+endif()
