@@ -119,3 +119,18 @@ if(VALGRIND AND NOT AC_SANITIZE)
            WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}/examples)
   set_tests_properties(valgrind.host_readme PROPERTIES TIMEOUT 300 LABELS valgrind)
 endif()
+
+# The README's commands for the Lua quickstart (build/acache and the stock
+# lua5.4 with LUA_PATH/LUA_CPATH), run as written from a copy of the
+# repository root's layout.  Only the sanitizer settings of AC_LUA_ENV are
+# passed on, LD_PRELOAD renamed so that only the commands get it.
+set(AC_README_ENV ${AC_LUA_ENV})
+list(FILTER AC_README_ENV INCLUDE REGEX "^(LD_PRELOAD|ASAN_OPTIONS|UBSAN_OPTIONS)=")
+list(TRANSFORM AC_README_ENV REPLACE "^LD_PRELOAD=" "AC_LUA_PRELOAD=")
+add_test(NAME example.readme_lua_commands
+         COMMAND sh ${CMAKE_SOURCE_DIR}/tools/readme-lua-run.sh ${CMAKE_SOURCE_DIR}
+                 ${CMAKE_BINARY_DIR} ${CMAKE_BINARY_DIR}/readme-lua-run)
+set_tests_properties(example.readme_lua_commands PROPERTIES TIMEOUT 60 LABELS example)
+if(AC_README_ENV)
+  set_tests_properties(example.readme_lua_commands PROPERTIES ENVIRONMENT "${AC_README_ENV}")
+endif()
