@@ -134,3 +134,17 @@ set_tests_properties(example.readme_lua_commands PROPERTIES TIMEOUT 60 LABELS ex
 if(AC_README_ENV)
   set_tests_properties(example.readme_lua_commands PROPERTIES ENVIRONMENT "${AC_README_ENV}")
 endif()
+
+# The build installed into a fresh prefix and used from there: the README's
+# C host (compiled with the README's pkg-config line, run without ldconfig
+# or LD_LIBRARY_PATH), the installed acache and the stock lua5.4.  In the
+# sanitizer build the host is compiled with the sanitizers too.
+set(AC_INSTALL_ENV "CC=${CMAKE_C_COMPILER}" ${AC_README_ENV})
+if(AC_SANITIZE)
+  list(APPEND AC_INSTALL_ENV "AC_HOST_CFLAGS=-fsanitize=address,undefined")
+endif()
+add_test(NAME example.install
+         COMMAND sh ${CMAKE_SOURCE_DIR}/tools/install-check.sh ${CMAKE_COMMAND}
+                 ${CMAKE_SOURCE_DIR} ${CMAKE_BINARY_DIR} ${CMAKE_BINARY_DIR}/install-check)
+set_tests_properties(example.install PROPERTIES TIMEOUT 300 LABELS example
+  ENVIRONMENT "${AC_INSTALL_ENV}")
