@@ -7,10 +7,18 @@
  * Exit status: 0; 1 when an error reached the error hook or the script
  * never finished (it waits for something that can never happen, reported
  * with the traceback of where it waits); 2 on bad usage or a script that
- * cannot be loaded. */
+ * cannot be loaded.
+ *
+ * An installed acache finds the Lua modules installed with it from its own
+ * location (bin/../share/lua/5.4), so a prefix chosen at install time
+ * (cmake --install build --prefix X) works.  The paths compiled into the
+ * embedding library (the configured prefix's, the source tree's) come
+ * after it. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ac_lua.h"
 
@@ -21,8 +29,29 @@ static int usage(FILE *to) {
   return to == stdout ? 0 : 2;
 }
 
+/* The module directory next to this executable when it runs from an
+ * install tree (AC_LUA_FROM_BINDIR is relative to the bin dir), or NULL in
+ * the build tree, whose acache runs the source tree's modules. */
+static char *installed_lua_dir(void) {
+  char exe[PATH_MAX], dir[PATH_MAX + sizeof AC_LUA_FROM_BINDIR + 16];
+  size_t n = sizeof exe; /* uv_exepath resolves symlinks */
+  if (uv_exepath(exe, &n) != 0) return NULL;
+  char *slash = strrchr(exe, '/');
+  if (slash == NULL) return NULL;
+  *slash = '\0';
+  char *build = realpath(AC_BUILD_BINDIR, NULL);
+  int in_build = build != NULL && strcmp(build, exe) == 0;
+  free(build);
+  if (in_build) return NULL;
+  snprintf(dir, sizeof dir, "%s/%s/cache.lua", exe, AC_LUA_FROM_BINDIR);
+  if (access(dir, R_OK) != 0) return NULL; /* not an install tree */
+  *strrchr(dir, '/') = '\0';
+  return realpath(dir, NULL);
+}
+
 int main(int argc, char **argv) {
-  const char **dirs = calloc((size_t)argc + 1, sizeof *dirs);
+  /* --load dirs, the installed modules' dir, NULL */
+  const char **dirs = calloc((size_t)argc + 2, sizeof *dirs);
   if (dirs == NULL) return 2;
   int ndirs = 0, i = 1;
   for (; i < argc && argv[i][0] == '-'; i++) {
@@ -41,10 +70,13 @@ int main(int argc, char **argv) {
     free(dirs);
     return usage(stderr);
   }
+  char *installed = installed_lua_dir();
+  if (installed != NULL) dirs[ndirs++] = installed;
   char err[512];
   ac_runtime_options_t opts = {.module_dirs = dirs};
   ac_runtime_t *rt = ac_runtime_new(&opts, err, sizeof err);
-  free(dirs);
+  free(dirs); /* package.path holds copies */
+  free(installed);
   if (rt == NULL) {
     fprintf(stderr, "acache: %s\n", err);
     return 2;

@@ -106,3 +106,51 @@ add_test(NAME example.acache_never_finishes
                  "the script is waiting for something that can never happen.*never_finishes.lua:7: in main chunk"
                  $<TARGET_FILE:acache> ${CMAKE_SOURCE_DIR}/examples/never_finishes.lua)
 set_tests_properties(example.acache_never_finishes PROPERTIES TIMEOUT 60 LABELS example)
+# The README's C host: examples/host_readme.c is the README's ```c block
+# (checked), built like the other hosts and run where scripts/game.lua is.
+add_executable(host_readme ${CMAKE_SOURCE_DIR}/examples/host_readme.c)
+target_compile_options(host_readme PRIVATE ${AC_WARNINGS})
+target_link_libraries(host_readme PRIVATE asynccache_lua_static)
+add_test(NAME example.readme_host_block
+         COMMAND sh ${CMAKE_SOURCE_DIR}/tools/readme-block.sh c
+                 ${CMAKE_SOURCE_DIR}/README.md ${CMAKE_SOURCE_DIR}/examples/host_readme.c)
+add_test(NAME example.host_readme COMMAND host_readme
+         WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}/examples)
+set_tests_properties(example.readme_host_block example.host_readme
+  PROPERTIES TIMEOUT 60 LABELS example)
+set_tests_properties(example.host_readme PROPERTIES
+  PASS_REGULAR_EXPRESSION "game: asset:hero.png for 3 entities, 1 load")
+if(VALGRIND AND NOT AC_SANITIZE)
+  add_test(NAME valgrind.host_readme COMMAND ${AC_VALGRIND} $<TARGET_FILE:host_readme>
+           WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}/examples)
+  set_tests_properties(valgrind.host_readme PROPERTIES TIMEOUT 300 LABELS valgrind)
+endif()
+
+# The README's commands for the Lua quickstart (build/acache and the stock
+# lua5.4 with LUA_PATH/LUA_CPATH), run as written from a copy of the
+# repository root's layout.  Only the sanitizer settings of AC_LUA_ENV are
+# passed on, LD_PRELOAD renamed so that only the commands get it.
+set(AC_README_ENV ${AC_LUA_ENV})
+list(FILTER AC_README_ENV INCLUDE REGEX "^(LD_PRELOAD|ASAN_OPTIONS|UBSAN_OPTIONS)=")
+list(TRANSFORM AC_README_ENV REPLACE "^LD_PRELOAD=" "AC_LUA_PRELOAD=")
+add_test(NAME example.readme_lua_commands
+         COMMAND sh ${CMAKE_SOURCE_DIR}/tools/readme-lua-run.sh ${CMAKE_SOURCE_DIR}
+                 ${CMAKE_BINARY_DIR} ${CMAKE_BINARY_DIR}/readme-lua-run)
+set_tests_properties(example.readme_lua_commands PROPERTIES TIMEOUT 60 LABELS example)
+if(AC_README_ENV)
+  set_tests_properties(example.readme_lua_commands PROPERTIES ENVIRONMENT "${AC_README_ENV}")
+endif()
+
+# The build installed into a fresh prefix and used from there: the README's
+# C host (compiled with the README's pkg-config line, run without ldconfig
+# or LD_LIBRARY_PATH), the installed acache and the stock lua5.4.  In the
+# sanitizer build the host is compiled with the sanitizers too.
+set(AC_INSTALL_ENV "CC=${CMAKE_C_COMPILER}" ${AC_README_ENV})
+if(AC_SANITIZE)
+  list(APPEND AC_INSTALL_ENV "AC_HOST_CFLAGS=-fsanitize=address,undefined")
+endif()
+add_test(NAME example.install
+         COMMAND sh ${CMAKE_SOURCE_DIR}/tools/install-check.sh ${CMAKE_COMMAND}
+                 ${CMAKE_SOURCE_DIR} ${CMAKE_BINARY_DIR} ${CMAKE_BINARY_DIR}/install-check)
+set_tests_properties(example.install PROPERTIES TIMEOUT 300 LABELS example
+  ENVIRONMENT "${AC_INSTALL_ENV}")
