@@ -24,7 +24,7 @@ typedef struct lcache {
   double default_ttl;  /* 0: no expiry */
   double load_timeout; /* +inf: none */
   uint64_t loads, load_errors, load_timeouts;
-  uv_timer_t *sweeper;
+  ac_timer_t *sweeper;
   lload *loads_open;   /* loads whose flight is still open */
   /* batching (lua_batch.c) */
   int batch_fn_ref;    /* the default batch loader, or LUA_NOREF */
@@ -46,7 +46,7 @@ struct lload {
   int anchor_ref; /* LOAD_CALL: the arguments, kept alive with the entry */
   ac_flight_t *flight; /* NULL once finished (done, timed out, cancelled) */
   lresult *result;     /* an outcome without values (timeout, close) */
-  uv_timer_t *timer;
+  ac_timer_t *timer;
   double ttl;
   int stale;     /* set()/delete() of the key while loading: do not store */
   int cache_ref; /* anchors the cache while the loader runs in background */
@@ -144,8 +144,6 @@ void lbatch_close_all(lua_State *L, lcache *c);
 /* Closes the flight of a load: waiters get its result, or an error made
  * from status (AC_ETIMEDOUT, AC_ECANCELED) when there is none. */
 void lload_close_flight(lload *ld, int status);
-/* A malloc'd uv handle's close callback: frees it. */
-void lcache_free_handle(uv_handle_t *h);
 
 /* Registers the "ac.cache" metatable and pushes the constructor
  * new_cache(maxsize, default_ttl, load_timeout). */

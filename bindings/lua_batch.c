@@ -29,7 +29,7 @@ struct lbatch {
   int fn_ref, keys_ref, cache_ref;
   lload **loads;      /* one per key, in key order */
   int n, cap;
-  uv_timer_t *timer;  /* the window, then the load timeout */
+  ac_timer_t *timer;  /* the window, then the load timeout */
   int posted;         /* dispatch is queued or done: no more keys */
   lbatch *next;       /* the cache's batches still collecting keys */
   lbatch *all_prev, *all_next; /* every live batch of the cache (close) */
@@ -47,17 +47,27 @@ static void post_dispatch(lbatch *b) {
   if (b->posted) return;
   b->posted = 1;
   unlink_open(b);
-  if (b->timer != NULL) uv_timer_stop(b->timer);
+  if (b->timer != NULL) ac_timer_stop(b->timer);
   ac_sched_post(lsched_sched(b->c->ls), &b->dispatch);
 }
 
-static void on_window(uv_timer_t *h) { post_dispatch(h->data); }
+static void on_batch_timeout(lbatch *b);
+
+/* The batch's one timer: its window while it collects keys, then the load
+ * timeout while its loader runs. */
+static void on_timer(ac_timer_t *t, void *data) {
+  lbatch *b = data;
+  (void)t;
+  if (!b->posted) post_dispatch(b);
+  else on_batch_timeout(b);
+}
+
 
 static void free_batch(lua_State *L, lbatch *b) {
   if (b->all_prev) b->all_prev->all_next = b->all_next;
   else b->c->batches_all = b->all_next;
   if (b->all_next) b->all_next->all_prev = b->all_prev;
-  if (b->timer != NULL) uv_close((uv_handle_t *)b->timer, lcache_free_handle);
+  ac_timer_free(b->timer);
   luaL_unref(L, LUA_REGISTRYINDEX, b->fn_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, b->keys_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, b->cache_ref);
@@ -175,7 +185,7 @@ static void finish_batch(lua_State *L, lbatch *b, ltask *t, int st, int nres) {
   }
   lua_xmove(t->co, L, nres); /* the pass's state has room for a few */
   lsched_release_loader(c->ls, t, st);
-  if (b->timer != NULL) uv_timer_stop(b->timer);
+  if (b->timer != NULL) ac_timer_stop(b->timer);
 
   int values = 0, errors = 0, failed = st != LUA_OK;
   if (failed && lua_isnil(L, base + 1)) { /* error(nil): still an error */
@@ -254,8 +264,7 @@ static void on_batch_done(ltask *t, int st, int nres) {
   finish_batch(lsched_cbstate(t->ls), t->done_ud, t, st, nres);
 }
 
-static void on_batch_timeout(uv_timer_t *h) {
-  lbatch *b = h->data;
+static void on_batch_timeout(lbatch *b) {
   for (int i = 0; i < b->n; i++)
     if (b->loads[i]->flight != NULL) {
       b->c->load_timeouts++;
@@ -296,7 +305,7 @@ static void dispatch(ac_task_t *q) {
     return;
   }
   if (!isinf(c->load_timeout) && b->timer != NULL)
-    ac_timer_start(b->timer, on_batch_timeout, c->load_timeout, 0);
+    ac_timer_start(b->timer, c->load_timeout, 0);
 }
 
 static lbatch *open_batch(lua_State *L, lcache *c, int fn) {
@@ -304,10 +313,9 @@ static lbatch *open_batch(lua_State *L, lcache *c, int fn) {
   for (lbatch *b = c->batches_open; b != NULL; b = b->next)
     if (b->fn_id == id) return b;
   lbatch *b = calloc(1, sizeof *b);
-  uv_timer_t *timer = malloc(sizeof *timer);
+  ac_timer_t *timer = b != NULL ? ac_timer_new(lsched_sched(c->ls), on_timer, b) : NULL;
   if (b == NULL || timer == NULL) {
     free(b);
-    free(timer);
     luaL_error(L, "out of memory");
   }
   b->dispatch.fn = dispatch;
@@ -320,8 +328,6 @@ static lbatch *open_batch(lua_State *L, lcache *c, int fn) {
   b->keys_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushvalue(L, 1);
   b->cache_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  uv_timer_init(lsched_loop(c->ls), timer);
-  timer->data = b;
   b->timer = timer;
   b->next = c->batches_open;
   c->batches_open = b;
@@ -331,7 +337,7 @@ static lbatch *open_batch(lua_State *L, lcache *c, int fn) {
   lsched_hold(c->ls, &b->held, release_batch);
   /* The window never outlasts load_timeout: no caller waits forever. */
   double window = c->batch_window_ms / 1000.0;
-  ac_timer_start(timer, on_window, window < c->load_timeout ? window : c->load_timeout, 0);
+  ac_timer_start(timer, window < c->load_timeout ? window : c->load_timeout, 0);
   return b;
 }
 
@@ -372,11 +378,8 @@ void lbatch_close_all(lua_State *L, lcache *c) {
   lbatch *b = c->batches_all, *next;
   for (; b != NULL; b = next) {
     next = b->all_next;
-    if (b->timer != NULL) {
-      uv_timer_stop(b->timer);
-      uv_close((uv_handle_t *)b->timer, lcache_free_handle);
-      b->timer = NULL;
-    }
+    ac_timer_free(b->timer);
+    b->timer = NULL;
     if (!b->posted) {
       unlink_open(b);
       for (int i = 0; i < b->n; i++) free(b->loads[i]);

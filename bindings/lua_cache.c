@@ -18,7 +18,7 @@
 
 #define CACHE_MT "ac.cache"
 #define CACHE_MAGIC 0x41434348u /* "ACCH" */
-#define SWEEP_INTERVAL_MS 1000
+#define SWEEP_INTERVAL 1.0 /* seconds */
 #define SWEEP_MIN_CHECKS 1024u
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -405,8 +405,9 @@ static int cache_metrics(lua_State *L) {
   return 1;
 }
 
-static void on_sweep(uv_timer_t *h) {
-  lcache *c = h->data;
+static void on_sweep(ac_timer_t *t, void *data) {
+  lcache *c = data;
+  (void)t;
   if (ac_store_ttl_count(c->store) == 0) return;
   ac_store_stats_t st;
   ac_store_stats(c->store, &st);
@@ -432,8 +433,7 @@ static void close_cache(lua_State *L, lcache *c) {
   luaL_unref(L, LUA_REGISTRYINDEX, c->values_ref);
   c->values_ref = LUA_NOREF;
   if (c->sweeper != NULL) {
-    uv_timer_stop(c->sweeper);
-    uv_close((uv_handle_t *)c->sweeper, lcache_free_handle);
+    ac_timer_free(c->sweeper);
     c->sweeper = NULL;
   }
 }
@@ -490,11 +490,11 @@ static int new_cache(lua_State *L) {
   int err;
   c->store = ac_store_new(&so, &err);
   c->flights = ac_flights_new();
-  c->sweeper = malloc(sizeof *c->sweeper);
+  c->sweeper = ac_timer_new(lsched_sched(ls), on_sweep, c);
   if (c->store == NULL || c->flights == NULL || c->sweeper == NULL) {
     ac_store_free(c->store);
     ac_flights_free(c->flights);
-    free(c->sweeper);
+    ac_timer_free(c->sweeper);
     c->store = NULL, c->flights = NULL, c->sweeper = NULL;
     return luaL_error(L, "out of memory");
   }
@@ -512,10 +512,8 @@ static int new_cache(lua_State *L) {
     c->batch_fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
   c->magic = CACHE_MAGIC;
-  uv_timer_init(lsched_loop(ls), c->sweeper);
-  c->sweeper->data = c;
-  uv_timer_start(c->sweeper, on_sweep, SWEEP_INTERVAL_MS, SWEEP_INTERVAL_MS);
-  uv_unref((uv_handle_t *)c->sweeper); /* sweeping alone keeps no loop alive */
+  ac_timer_start(c->sweeper, SWEEP_INTERVAL, SWEEP_INTERVAL);
+  ac_timer_unref(c->sweeper); /* sweeping alone keeps no loop alive */
   c->closed = 0;
   return 1;
 }

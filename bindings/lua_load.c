@@ -27,12 +27,8 @@
  * not a recursion this walk could miss for lack of steps in practice). */
 #define MAX_WAIT_CHAIN 4096
 
-void lcache_free_handle(uv_handle_t *h) { free(h); }
-
 static void stop_timer(lload *ld) {
-  if (ld->timer == NULL) return;
-  uv_timer_stop(ld->timer);
-  uv_close((uv_handle_t *)ld->timer, lcache_free_handle);
+  ac_timer_free(ld->timer);
   ld->timer = NULL;
 }
 
@@ -84,8 +80,9 @@ void lload_on_waiter(ac_waiter_t *w, ac_flight_t *f, int status) {
   lsched_wake(t, ld->result);
 }
 
-static void on_load_timeout(uv_timer_t *h) {
-  lload *ld = h->data;
+static void on_load_timeout(ac_timer_t *t, void *data) {
+  lload *ld = data;
+  (void)t;
   ld->c->load_timeouts++;
   lload_close_flight(ld, AC_ETIMEDOUT);
 }
@@ -395,12 +392,8 @@ int lcache_miss(lua_State *L, lcache *c, const lload_spec *spec) {
   ld->cache_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lsched_hold(c->ls, &ld->held, release_load);
   if (!isinf(c->load_timeout)) {
-    ld->timer = malloc(sizeof *ld->timer);
-    if (ld->timer != NULL) {
-      uv_timer_init(lsched_loop(c->ls), ld->timer);
-      ld->timer->data = ld;
-      ac_timer_start(ld->timer, on_load_timeout, c->load_timeout, 0);
-    }
+    ld->timer = ac_timer_new(lsched_sched(c->ls), on_load_timeout, ld);
+    if (ld->timer != NULL) ac_timer_start(ld->timer, c->load_timeout, 0);
   }
   return lload_wait(L, ld->flight, spec->mode);
 }

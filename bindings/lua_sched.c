@@ -20,7 +20,7 @@
 #define POOL_MAX 64
 
 typedef struct lsleep {
-  uv_timer_t timer;
+  ac_timer_t *timer;
   ltask *task;
   struct lsleep *prev, *next;
 } lsleep;
@@ -102,8 +102,6 @@ int lresult_push(lua_State *L, const lresult *r) {
 
 /* ---- the state ------------------------------------------------------- */
 
-static void on_sleep_closed(uv_handle_t *h) { free(h->data); }
-
 void lsched_hold(lsched *ls, lpending *p, void (*release)(lpending *p)) {
   if (p->release != NULL) return;
   p->release = release;
@@ -130,9 +128,10 @@ static int lsched_gc(lua_State *L) {
     release(p);
   }
   if (ls->sched == NULL) return 0;
-  for (lsleep *s = ls->sleeps; s != NULL; s = s->next) {
-    s->timer.data = s;
-    uv_close((uv_handle_t *)&s->timer, on_sleep_closed);
+  for (lsleep *s = ls->sleeps, *next; s != NULL; s = next) {
+    next = s->next;
+    ac_timer_free(s->timer);
+    free(s);
   }
   ls->sleeps = NULL;
   if (ls->owns_sched) ac_sched_free(ls->sched);
@@ -435,13 +434,14 @@ static int l_run(lua_State *L) {
   return n;
 }
 
-static void on_sleep(uv_timer_t *h) {
-  lsleep *s = h->data;
+static void on_sleep(ac_timer_t *timer, void *data) {
+  lsleep *s = data;
   lsched *ls = s->task->ls;
   if (s->prev) s->prev->next = s->next; else ls->sleeps = s->next;
   if (s->next) s->next->prev = s->prev;
   lsched_wake(s->task, NULL);
-  uv_close((uv_handle_t *)h, on_sleep_closed);
+  ac_timer_free(timer);
+  free(s);
 }
 
 static int l_sleep(lua_State *L) {
@@ -455,18 +455,18 @@ static int l_sleep(lua_State *L) {
     return lsched_yield(L);
   }
   lsleep *s = malloc(sizeof *s);
-  if (s == NULL) {
+  if (s != NULL) s->timer = ac_timer_new(ls->sched, on_sleep, s);
+  if (s == NULL || s->timer == NULL) {
+    free(s);
     t->parked = 0;
     return luaL_error(L, "out of memory");
   }
-  uv_timer_init(lsched_loop(ls), &s->timer);
-  s->timer.data = s;
   s->task = t;
   s->prev = NULL;
   s->next = ls->sleeps;
   if (ls->sleeps) ls->sleeps->prev = s;
   ls->sleeps = s;
-  ac_timer_start(&s->timer, on_sleep, secs, 0);
+  ac_timer_start(s->timer, secs, 0);
   return lsched_yield(L);
 }
 

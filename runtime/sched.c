@@ -5,7 +5,6 @@
  * that keeps uv_run from blocking in poll and runs the pass from the loop's
  * idle phase.  The pass callback lets the Lua binding wrap each pass in one
  * protected call instead of one per task. */
-#include <math.h>
 #include <stdlib.h>
 
 #include "ac_error.h"
@@ -128,16 +127,3 @@ int ac_sched_once(ac_sched_t *s) {
   return alive || s->pending > 0;
 }
 
-/* Seconds to whole milliseconds, rounded up and kept within what libuv's
- * uint64_t timeout can add to the loop time without overflowing. */
-static uint64_t to_ms(double seconds) {
-  if (!(seconds > 0)) return 0;
-  double ms = ceil(seconds * 1000.0);
-  return ms > 9e15 ? (uint64_t)9e15 : (uint64_t)ms;
-}
-
-int ac_timer_start(uv_timer_t *t, uv_timer_cb cb, double seconds,
-                   double repeat) {
-  uv_update_time(t->loop);
-  return uv_timer_start(t, cb, to_ms(seconds), to_ms(repeat));
-}

@@ -5,7 +5,8 @@
  *   ac_clock.h   clocks used for TTL
  *   ac_store.h   the bounded LRU/TTL store
  *   ac_flight.h  single-flight load coalescing
- *   ac_sched.h   the libuv loop and the ready queue */
+ *   ac_sched.h   the libuv loop and the ready queue
+ *   ac_timer.h   timers that count from now */
 #ifndef AC_H
 #define AC_H
 
@@ -15,6 +16,7 @@
 #include "ac_flight.h"
 #include "ac_sched.h"
 #include "ac_store.h"
+#include "ac_timer.h"
 
 #define AC_VERSION_MAJOR 0
 #define AC_VERSION_MINOR 1

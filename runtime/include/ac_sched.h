@@ -50,16 +50,6 @@ AC_EXPORT void ac_sched_post(ac_sched_t *s, ac_task_t *t);
 AC_EXPORT size_t ac_sched_run_ready(ac_sched_t *s);
 AC_EXPORT size_t ac_sched_pending(const ac_sched_t *s);
 
-/* Starts (or restarts) a libuv timer that fires `seconds` from now, then
- * every `repeat` seconds (0: once).  Times are rounded up to whole
- * milliseconds, so a timer never fires early.  "Now" is read from the
- * clock, not libuv's cached loop time, which is stale by however long the
- * code running since the loop last polled has computed: a timer armed
- * after 0.3 s of CPU work would otherwise fire 0.3 s early.  Returns 0 or
- * a libuv error code. */
-AC_EXPORT int ac_timer_start(uv_timer_t *t, uv_timer_cb cb, double seconds,
-                             double repeat);
-
 /* Drives the loop until nothing is left to do (no ready task, no active
  * handle).  Returns 0. */
 AC_EXPORT int ac_sched_run(ac_sched_t *s);
