@@ -57,6 +57,7 @@ enum { TASK_SPAWN = 1, TASK_RUN, TASK_LOADER };
 struct ltask {
   ac_task_t q;       /* ready-queue node, q.data == this */
   ac_waiter_t w;     /* flight waiter node, w.data == this */
+  ac_load_waiter_t lw; /* load waiter node, lw.data == this */
   lsched *ls;
   lua_State *co;
   int kind;

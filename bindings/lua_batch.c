@@ -1,87 +1,53 @@
-/* DataLoader-style batching: concurrent misses for different keys become
- * one call of a batch loader.
+/* DataLoader-style batching, from the Lua side: concurrent misses for
+ * different keys become one call of a batch loader.
  *
- * A batch collects keys for one batch loader (grouped by the function's
- * identity) until its window timer fires (batch_window_ms; 0 means "after
- * the current pass of the ready queue": a 0 ms libuv timer runs before the
- * next pass) or it holds max_batch_size keys.  Each key gets an ordinary
- * load (lload + flight), so a get for a key already in a batch, or being
- * loaded alone, joins that flight and nothing is loaded twice; duplicates
- * therefore never enter a batch.
- *
- * Dispatch runs as a task in a pass of the ready queue (protected; timers
- * only post it): f(keys) runs in a pooled loader thread and may yield.  Its
- * results settle every key's load; the cache's load_timeout bounds the
- * wait for a batch that does not return.  A batch anchors its cache and
- * its loader in the registry until it is settled. */
+ * The core (ac_cache_batch) collects the keys of each batch loader
+ * (grouped by the function's identity) until the window ends
+ * (batch_window_ms; 0: after the current pass of the ready queue) or the
+ * batch holds max_batch_size keys, and gives every key a load of its own,
+ * so a get for a key already in a batch, or being loaded alone, joins
+ * that load and nothing is loaded twice.  This file keeps what only Lua
+ * has: the batch loader and the keys' Lua values (a keys table, in the
+ * order the core lists the loads), runs the loader when the core
+ * dispatches the batch (a task in a pass of the ready queue, protected),
+ * and reads its result: f(keys) -> values[, errors], as a map or an array
+ * (batch_result).  A batch anchors its cache and its loader in the
+ * registry until it is done. */
 #include <lauxlib.h>
 #include <math.h>
 #include <stddef.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "lcache.h"
 
-struct lbatch {
-  ac_task_t dispatch; /* posted when the batch is due */
+/* The binding's part of a batch (ac_batch_data). */
+typedef struct lbatch {
+  ac_batch_t *batch;
   lcache *c;
-  const void *fn_id;  /* identity of the batch loader */
+  int n;              /* keys so far (= the core's batch size) */
   int fn_ref, keys_ref, cache_ref;
-  lload **loads;      /* one per key, in key order */
-  int n, cap;
-  ac_timer_t *timer;  /* the window, then the load timeout */
-  int posted;         /* dispatch is queued or done: no more keys */
-  lbatch *next;       /* the cache's batches still collecting keys */
-  lbatch *all_prev, *all_next; /* every live batch of the cache (close) */
-  lpending held;      /* freed by the scheduler if the state closes first */
-};
+  lpending held;      /* while its loader runs on its own */
+} lbatch;
 
-static void unlink_open(lbatch *b) {
-  lbatch **p = &b->c->batches_open;
-  while (*p != NULL && *p != b) p = &(*p)->next;
-  if (*p == b) *p = b->next;
-  b->next = NULL;
-}
+size_t lbatch_data_size(void) { return sizeof(lbatch); }
 
-static void post_dispatch(lbatch *b) {
-  if (b->posted) return;
-  b->posted = 1;
-  unlink_open(b);
-  if (b->timer != NULL) ac_timer_stop(b->timer);
-  ac_sched_post(lsched_sched(b->c->ls), &b->dispatch);
-}
-
-static void on_batch_timeout(lbatch *b);
-
-/* The batch's one timer: its window while it collects keys, then the load
- * timeout while its loader runs. */
-static void on_timer(ac_timer_t *t, void *data) {
-  lbatch *b = data;
-  (void)t;
-  if (!b->posted) post_dispatch(b);
-  else on_batch_timeout(b);
-}
-
-
+/* Releases what the batch holds and lets the core free it. */
 static void free_batch(lua_State *L, lbatch *b) {
-  if (b->all_prev) b->all_prev->all_next = b->all_next;
-  else b->c->batches_all = b->all_next;
-  if (b->all_next) b->all_next->all_prev = b->all_prev;
-  ac_timer_free(b->timer);
-  luaL_unref(L, LUA_REGISTRYINDEX, b->fn_ref);
-  luaL_unref(L, LUA_REGISTRYINDEX, b->keys_ref);
-  luaL_unref(L, LUA_REGISTRYINDEX, b->cache_ref);
-  lsched_drop(b->c->ls, &b->held);
-  free(b->loads);
-  free(b);
+  if (b->c != NULL) {
+    luaL_unref(L, LUA_REGISTRYINDEX, b->fn_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, b->keys_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, b->cache_ref);
+    lsched_drop(b->c->ls, &b->held);
+  }
+  ac_batch_done(b->batch);
 }
 
-/* The state closed before the batch was settled: its loads go with it. */
+/* The state closed while the batch loader was parked for ever. */
 static void release_batch(lpending *p) {
   lbatch *b = (lbatch *)((char *)p - offsetof(lbatch, held));
-  for (int i = 0; i < b->n; i++) free(b->loads[i]);
-  free(b->loads);
-  free(b);
+  for (size_t i = 0; i < ac_batch_size(b->batch); i++)
+    ac_load_finish(ac_batch_load(b->batch, i), AC_ECANCELED, 0);
+  ac_batch_done(b->batch);
 }
 
 /* The value for key i (1-based) of the batch from a result table at idx:
@@ -173,6 +139,25 @@ static int array_misfit(lua_State *L, lbatch *b, int idx) {
   return len < 0 || len > 0x7ffffffe ? 0x7fffffff : (int)len + 1;
 }
 
+/* Settles key i (0-based) with nout values at v (v, or nil and err). */
+static void settle_key(lua_State *L, lbatch *b, size_t i, int v, int nout,
+                       int failed) {
+  ac_load_t *ld = ac_batch_load(b->batch, i);
+  lload_of(ld)->loader = NULL;
+  lload_settle(L, ld, v, nout, failed, !failed && !lua_isnil(L, v));
+}
+
+/* Every key gets nil, the error at idx. */
+static void fail_all(lua_State *L, lbatch *b, int idx) {
+  int top = lua_gettop(L);
+  for (int i = 0; i < b->n; i++) {
+    lua_pushnil(L);
+    lua_pushvalue(L, idx);
+    settle_key(L, b, (size_t)i, top + 1, 2, 1);
+    lua_settop(L, top);
+  }
+}
+
 /* Settles every key with the batch loader's outcome: status st and nres
  * results (or the error object) on t->co. */
 static void finish_batch(lua_State *L, lbatch *b, ltask *t, int st, int nres) {
@@ -185,7 +170,6 @@ static void finish_batch(lua_State *L, lbatch *b, ltask *t, int st, int nres) {
   }
   lua_xmove(t->co, L, nres); /* the pass's state has room for a few */
   lsched_release_loader(c->ls, t, st);
-  if (b->timer != NULL) ac_timer_stop(b->timer);
 
   int values = 0, errors = 0, failed = st != LUA_OK;
   if (failed && lua_isnil(L, base + 1)) { /* error(nil): still an error */
@@ -206,14 +190,8 @@ static void finish_batch(lua_State *L, lbatch *b, ltask *t, int st, int nres) {
       failed = 1;
     }
   }
-  if (failed) { /* every key gets nil, err */
-    lua_settop(L, base + 1);
-    lua_pushnil(L);
-    lua_insert(L, base + 1);
-    for (int i = 0; i < b->n; i++) {
-      c->load_errors++;
-      lload_settle(L, b->loads[i], base + 1, 2, 1, 0);
-    }
+  if (failed) {
+    fail_all(L, b, base + 1);
   } else {
     int vmap = values ? result_form(L, b, values) : 0;
     int emap = errors ? result_form(L, b, errors) : vmap;
@@ -227,33 +205,22 @@ static void finish_batch(lua_State *L, lbatch *b, ltask *t, int st, int nres) {
       else
         lua_pushliteral(L, "the batch loader's result cannot be read for these integer keys: "
                            "set the cache's batch_result option to \"map\" or \"array\"");
+      fail_all(L, b, lua_gettop(L));
+    } else {
       for (int i = 0; i < b->n; i++) {
         int top = lua_gettop(L);
-        c->load_errors++;
-        lua_pushnil(L);
-        lua_pushvalue(L, top);
-        lload_settle(L, b->loads[i], top + 1, 2, 1, 0);
+        push_for_key(L, b, errors, i + 1, emap);
+        if (!lua_isnil(L, -1)) { /* nil, err */
+          lua_pushnil(L);
+          lua_insert(L, -2);
+          settle_key(L, b, (size_t)i, top + 1, 2, 1);
+        } else {
+          lua_pop(L, 1);
+          push_for_key(L, b, values, i + 1, vmap);
+          settle_key(L, b, (size_t)i, top + 1, 1, 0);
+        }
         lua_settop(L, top);
       }
-      lua_settop(L, base);
-      free_batch(L, b);
-      return;
-    }
-    for (int i = 0; i < b->n; i++) {
-      lload *ld = b->loads[i]; /* its flight may be closed: settle copes */
-      int top = lua_gettop(L);
-      push_for_key(L, b, errors, i + 1, emap);
-      if (!lua_isnil(L, -1)) { /* nil, err */
-        c->load_errors++;
-        lua_pushnil(L);
-        lua_insert(L, -2);
-        lload_settle(L, ld, top + 1, 2, 1, 0);
-      } else {
-        lua_pop(L, 1);
-        push_for_key(L, b, values, i + 1, vmap);
-        lload_settle(L, ld, top + 1, 1, 0, !lua_isnil(L, -1));
-      }
-      lua_settop(L, top);
     }
   }
   lua_settop(L, base);
@@ -264,30 +231,23 @@ static void on_batch_done(ltask *t, int st, int nres) {
   finish_batch(lsched_cbstate(t->ls), t->done_ud, t, st, nres);
 }
 
-static void on_batch_timeout(lbatch *b) {
-  for (int i = 0; i < b->n; i++)
-    if (b->loads[i]->flight != NULL) {
-      b->c->load_timeouts++;
-      lload_close_flight(b->loads[i], AC_ETIMEDOUT);
-    }
-}
-
-/* Runs in a pass: calls the batch loader with the keys. */
-static void dispatch(ac_task_t *q) {
-  lbatch *b = q->data;
-  lcache *c = b->c;
+void lbatch_dispatch(void *ud, ac_batch_t *batch) {
+  lcache *c = ud;
+  lbatch *b = ac_batch_data(batch);
   lua_State *L = lsched_cbstate(c->ls);
-  if (c->closed) { /* every load was closed with the cache */
-    for (int i = 0; i < b->n; i++) free(b->loads[i]);
+  b->batch = batch;
+  if (ac_batch_closed(batch) || b->c == NULL) {
+    /* The cache closed first (its loads' waiters are released), or the
+     * batch never got a key: nothing to run. */
+    for (size_t i = 0; i < ac_batch_size(batch); i++)
+      ac_load_finish(ac_batch_load(batch, i), AC_ECANCELED, 0);
     free_batch(L, b);
     return;
   }
-  c->batches++;
-  c->batched_keys += (uint64_t)b->n;
   ltask *t = lsched_loader(c->ls);
   t->done = on_batch_done;
   t->done_ud = b;
-  for (int i = 0; i < b->n; i++) b->loads[i]->loader = t;
+  for (int i = 0; i < b->n; i++) lload_of(ac_batch_load(batch, (size_t)i))->loader = t;
   lua_rawgeti(L, LUA_REGISTRYINDEX, b->fn_ref);
   /* The loader gets a copy of the keys: it may sort or change it, while
    * results are matched to callers through the original. */
@@ -299,67 +259,39 @@ static void dispatch(ac_task_t *q) {
   }
   lua_remove(L, -2);
   lua_xmove(L, t->co, 2);
+  c->L = L;
   int nres, st = lsched_start_loader(c->ls, L, t, 1, &nres);
   if (st != LUA_YIELD) {
     finish_batch(L, b, t, st, nres);
     return;
   }
-  if (!isinf(c->load_timeout) && b->timer != NULL)
-    ac_timer_start(b->timer, c->load_timeout, 0);
-}
-
-static lbatch *open_batch(lua_State *L, lcache *c, int fn) {
-  const void *id = lua_topointer(L, fn);
-  for (lbatch *b = c->batches_open; b != NULL; b = b->next)
-    if (b->fn_id == id) return b;
-  lbatch *b = calloc(1, sizeof *b);
-  ac_timer_t *timer = b != NULL ? ac_timer_new(lsched_sched(c->ls), on_timer, b) : NULL;
-  if (b == NULL || timer == NULL) {
-    free(b);
-    luaL_error(L, "out of memory");
-  }
-  b->dispatch.fn = dispatch;
-  b->dispatch.data = b;
-  b->c = c;
-  b->fn_id = id;
-  lua_pushvalue(L, fn);
-  b->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_newtable(L);
-  b->keys_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_pushvalue(L, 1);
-  b->cache_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  b->timer = timer;
-  b->next = c->batches_open;
-  c->batches_open = b;
-  b->all_next = c->batches_all;
-  if (b->all_next) b->all_next->all_prev = b;
-  c->batches_all = b;
   lsched_hold(c->ls, &b->held, release_batch);
-  /* The window never outlasts load_timeout: no caller waits forever. */
-  double window = c->batch_window_ms / 1000.0;
-  ac_timer_start(timer, window < c->load_timeout ? window : c->load_timeout, 0);
-  return b;
+  ac_batch_background(batch);
 }
 
-ac_flight_t *lbatch_enqueue(lua_State *L, lcache *c, const lload_spec *spec) {
-  lbatch *b = open_batch(L, c, spec->batch_fn);
-  if (b->n == b->cap) {
-    int cap = b->cap ? b->cap * 2 : 16;
-    lload **loads = realloc(b->loads, (size_t)cap * sizeof *loads);
-    if (loads == NULL) luaL_error(L, "out of memory");
-    b->loads = loads;
-    b->cap = cap;
+ac_load_t *lbatch_enqueue(lua_State *L, lcache *c, const lload_spec *spec) {
+  ac_load_t *ld;
+  int rc = ac_cache_batch(c->cache, lua_topointer(L, spec->batch_fn), spec->tag,
+                          spec->key, spec->len, spec->ttl, &ld);
+  if (rc != 0) luaL_error(L, "cannot load: %s", ac_strerror(rc));
+  lload_init(ld, c, LOAD_GET);
+  ac_batch_t *batch = ac_load_batch(ld);
+  lbatch *b = ac_batch_data(batch);
+  if (b->c == NULL) { /* the batch's first key */
+    b->batch = batch;
+    lua_pushvalue(L, spec->batch_fn);
+    b->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_newtable(L);
+    b->keys_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushvalue(L, 1);
+    b->cache_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    b->c = c;
   }
-  ac_flight_t *f;
-  lload *ld = lload_open(L, c, spec, &f);
-  ld->batch = b;
-  b->loads[b->n++] = ld;
   lua_rawgeti(L, LUA_REGISTRYINDEX, b->keys_ref);
   lua_pushvalue(L, spec->first);
-  lua_rawseti(L, -2, b->n);
+  lua_rawseti(L, -2, ++b->n);
   lua_pop(L, 1);
-  if (b->n >= c->max_batch_size) post_dispatch(b);
-  return f;
+  return ld;
 }
 
 int lbatch_add(lua_State *L, lcache *c, const lload_spec *spec) {
@@ -367,23 +299,4 @@ int lbatch_add(lua_State *L, lcache *c, const lload_spec *spec) {
    * wait. */
   ltask *t = lsched_park(L, "cache:get() with a batch loader");
   return lload_join(L, t, lbatch_enqueue(L, c, spec), LOAD_GET);
-}
-
-void lbatch_close_all(lua_State *L, lcache *c) {
-  /* The loads were closed with the cache.  Every batch's timer is closed
-   * now, so no handle outlives the cache (a host's loop must be able to
-   * close); a batch still collecting keys is freed here, one whose
-   * dispatch is queued or whose loader runs finishes on its own and finds
-   * the cache closed. */
-  lbatch *b = c->batches_all, *next;
-  for (; b != NULL; b = next) {
-    next = b->all_next;
-    ac_timer_free(b->timer);
-    b->timer = NULL;
-    if (!b->posted) {
-      unlink_open(b);
-      for (int i = 0; i < b->n; i++) free(b->loads[i]);
-      free_batch(L, b);
-    }
-  }
 }

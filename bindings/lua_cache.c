@@ -1,9 +1,10 @@
 /* The cache object of cache.core ("ac.cache") and its methods.
  *
- * Values live in a Lua table owned by the cache (values[slot]); the C store
- * maps keys to slots.  A hit is a store lookup plus one rawgeti: it neither
- * yields nor allocates.  Misses go to the loads (lua_load.c).  Policy
- * (option defaults, warmup, the public constructor) is in
+ * Values live in a Lua table owned by the cache (values[slot]); the core
+ * cache (ac_cache_t) maps keys to slots and runs loads.  A hit is a core
+ * lookup plus one rawgeti: it neither yields nor allocates.  Misses go to
+ * the loads (lua_load.c), get_many to lua_many.c.  Option checking and
+ * defaults, warmup and the public constructor are in
  * lua/cache/async_cache.lua. */
 #include <math.h>
 #include <stddef.h>
@@ -18,8 +19,6 @@
 
 #define CACHE_MT "ac.cache"
 #define CACHE_MAGIC 0x41434348u /* "ACCH" */
-#define SWEEP_INTERVAL 1.0 /* seconds */
-#define SWEEP_MIN_CHECKS 1024u
 
 /* ---- helpers ----------------------------------------------------------- */
 
@@ -50,39 +49,34 @@ static void on_removed(void *ud, uint32_t slot, int tag, const char *key,
   lua_pop(L, 1);
 }
 
-static int is_callable(lua_State *L, int idx) {
+int lcache_is_callable(lua_State *L, int idx) {
   if (lua_type(L, idx) == LUA_TFUNCTION) return 1;
   if (luaL_getmetafield(L, idx, "__call") == LUA_TNIL) return 0;
   lua_pop(L, 1);
   return 1;
 }
 
-/* A TTL option of method `who`: a positive number (math.huge: never
- * expires). */
-static double check_ttl(lua_State *L, int idx, const char *who) {
+double lcache_check_ttl(lua_State *L, int idx, const char *who) {
   if (lua_type(L, idx) != LUA_TNUMBER || !(lua_tonumber(L, idx) > 0))
     luaL_error(L, "%s: opts.ttl must be a positive number of seconds, got %s", who,
                lua_type(L, idx) == LUA_TNUMBER ? ltype_describe(L, idx)
                                                 : luaL_typename(L, idx));
-  double ttl = lua_tonumber(L, idx);
-  return isinf(ttl) ? 0 : ttl;
+  return lua_tonumber(L, idx);
 }
 
-/* An opts.<name> of method `who` that must be callable (at idx). */
-static void check_callable(lua_State *L, int idx, const char *who, const char *name) {
-  if (!is_callable(L, idx))
+void lcache_check_callable(lua_State *L, int idx, const char *who, const char *name) {
+  if (!lcache_is_callable(L, idx))
     luaL_error(L, "%s: opts.%s must be a function, got %s", who, name, luaL_typename(L, idx));
 }
 
 static const char *const GET_OPTIONS[] = {"loader", "ttl", "batch_loader", NULL};
 static const char *const SET_OPTIONS[] = {"ttl", NULL};
-static const char *const GET_MANY_OPTIONS[] = {"ttl", "batch_loader", NULL};
 
 /* The third argument of get(): nil, a loader, or { loader =, ttl =,
  * batch_loader = }.  Returns the stack index of the loader (0: none) and
  * sets *batch to that of a per-call batch loader. */
 static int get_options(lua_State *L, lcache *c, double *ttl, int *batch) {
-  *ttl = c->default_ttl;
+  *ttl = 0; /* the cache's default */
   *batch = 0;
   switch (lua_type(L, 3)) {
     case LUA_TNONE:
@@ -91,23 +85,23 @@ static int get_options(lua_State *L, lcache *c, double *ttl, int *batch) {
     case LUA_TFUNCTION:
       return 3;
     case LUA_TTABLE:
-      if (is_callable(L, 3)) return 3;
+      if (lcache_is_callable(L, 3)) return 3;
       break;
     default:
-      if (is_callable(L, 3)) return 3;
+      if (lcache_is_callable(L, 3)) return 3;
       luaL_error(L, "cache:get(): the third argument must be a loader function or an options table, got %s",
                  luaL_typename(L, 3));
   }
   lua_settop(L, 3);
   ltype_check_options(L, 3, "cache:get()", GET_OPTIONS);
-  if (lua_getfield(L, 3, "ttl") != LUA_TNIL) *ttl = check_ttl(L, -1, "cache:get()");
+  if (lua_getfield(L, 3, "ttl") != LUA_TNIL) *ttl = lcache_check_ttl(L, -1, "cache:get()");
   lua_pop(L, 1);
   if (lua_getfield(L, 3, "batch_loader") != LUA_TNIL) {
-    check_callable(L, -1, "cache:get()", "batch_loader");
+    lcache_check_callable(L, -1, "cache:get()", "batch_loader");
     *batch = 4;
   } /* index 4, nil or the batch loader, keeps the stack shape fixed */
   if (lua_getfield(L, 3, "loader") != LUA_TNIL) {
-    check_callable(L, -1, "cache:get()", "loader");
+    lcache_check_callable(L, -1, "cache:get()", "loader");
     if (*batch)
       luaL_error(L, "cache:get(): give opts.loader or opts.batch_loader, not both");
     lua_replace(L, 3); /* the options table is no longer needed */
@@ -131,10 +125,11 @@ static int cache_get(lua_State *L) {
   lkey_get(L, 2, &k, "get");
   double ttl;
   int batch, loader = get_options(L, c, &ttl, &batch);
-  uint32_t slot = ac_store_get(c->store, k.tag, k.p, k.len);
-  if (slot != 0) {
+  ac_lookup_t r;
+  int found = ac_cache_get(c->cache, k.tag, k.p, k.len, &r);
+  if (found == AC_HIT) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, c->values_ref);
-    lua_rawgeti(L, -1, slot);
+    lua_rawgeti(L, -1, r.slot);
     return 1; /* a hit: no yield, no allocation */
   }
   if (loader == 0 && batch == 0 && c->batch_fn_ref != LUA_NOREF) {
@@ -143,189 +138,7 @@ static int cache_get(lua_State *L) {
     batch = 4;
   }
   lload_spec spec = {LOAD_GET, k.tag, k.p, k.len, loader, 2, 2, ttl, 0, batch};
-  return lcache_miss(L, c, &spec);
-}
-
-/* get_many: one parked task waiting on several flights at once.  Values
- * that arrive with their flight are written straight into the result
- * tables (through registry refs); only errors made without values (timeout,
- * close) wait in the slot for the task to resume. */
-typedef struct {
-  ac_waiter_t w;
-  lresult *res; /* an outcome without values, once its flight closed */
-} many_slot;
-
-typedef struct {
-  ltask *task;
-  int pending; /* flights not closed yet */
-  int n;
-  int keys_ref, values_ref, errors_ref;
-  int self_ref; /* anchors the group while waiters point into it: the
-                   coroutine's stack alone does not (it may be closed) */
-  many_slot slot[];
-} many_group;
-
-/* Sets out[keys[i]] = value (value at idx of L); out is values or errors. */
-static void many_put(lua_State *L, many_group *g, int i, int out_ref, int idx) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, out_ref);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, g->keys_ref);
-  lua_rawgeti(L, -1, i + 1);
-  lua_remove(L, -2);
-  lua_pushvalue(L, idx);
-  lua_settable(L, -3);
-  lua_pop(L, 1);
-}
-
-static void many_on_waiter(ac_waiter_t *w, ac_flight_t *f, int status) {
-  many_group *g = w->data;
-  lload *ld = ac_flight_data(f);
-  many_slot *s = (many_slot *)((char *)w - offsetof(many_slot, w));
-  int i = (int)(s - g->slot);
-  (void)status;
-  lua_State *L = ld->out_L;
-  if (L != NULL && lua_checkstack(L, 4)) {
-    if (!lua_isnil(L, ld->out)) many_put(L, g, i, g->values_ref, ld->out);
-    else if (ld->out_n >= 2 && !lua_isnil(L, ld->out + 1))
-      many_put(L, g, i, g->errors_ref, ld->out + 1);
-  } else {
-    s->res = ld->result; /* one of its references is this slot's */
-  }
-  if (--g->pending == 0) lsched_wake(g->task, NULL);
-}
-
-/* Adds the outcomes kept in slots, releases the refs, and returns values
- * (index 4) and errors (index 5, nil when empty); the group is at 6. */
-static int many_collect(lua_State *L, int status, lua_KContext ctx) {
-  (void)status, (void)ctx;
-  many_group *g = lua_touserdata(L, 6);
-  lua_settop(L, 6);
-  for (int i = 0; i < g->n; i++) {
-    lresult *r = g->slot[i].res;
-    if (r == NULL) continue;
-    g->slot[i].res = NULL;
-    int n = lresult_push(L, r);
-    lresult_release(L, r);
-    if (n >= 2 && !lua_isnil(L, 8)) {
-      lua_rawgeti(L, 2, i + 1);
-      lua_pushvalue(L, 8);
-      lua_settable(L, 5);
-    }
-    lua_settop(L, 6);
-  }
-  luaL_unref(L, LUA_REGISTRYINDEX, g->keys_ref);
-  luaL_unref(L, LUA_REGISTRYINDEX, g->values_ref);
-  luaL_unref(L, LUA_REGISTRYINDEX, g->errors_ref);
-  luaL_unref(L, LUA_REGISTRYINDEX, g->self_ref);
-  g->keys_ref = g->values_ref = g->errors_ref = g->self_ref = LUA_NOREF;
-  lua_pushnil(L);
-  if (lua_next(L, 5) == 0) {
-    lua_pushnil(L);
-    lua_replace(L, 5);
-  }
-  lua_settop(L, 5);
-  return 2;
-}
-
-/* cache:get_many(keys[, opts]): the values of many keys, { [key] = value },
- * and a table of errors { [key] = err } (nil when none).  Missing keys go
- * to the batch loader (opts.batch_loader or the cache's) in as few batches
- * as the batch size allows; keys being loaded already are joined. */
-static int cache_get_many(lua_State *L) {
-  lcache *c = lcache_check(L, 1, "get_many");
-  if (lua_type(L, 2) != LUA_TTABLE)
-    return luaL_error(L, "cache:get_many(): keys must be a table (a list of keys), got %s",
-                      luaL_typename(L, 2));
-  double ttl = c->default_ttl;
-  lua_settop(L, 3);
-  if (!lua_isnil(L, 3)) {
-    if (!lua_istable(L, 3))
-      return luaL_error(L, "cache:get_many(): opts must be a table, got %s", luaL_typename(L, 3));
-    ltype_check_options(L, 3, "cache:get_many()", GET_MANY_OPTIONS);
-    if (lua_getfield(L, 3, "ttl") != LUA_TNIL) ttl = check_ttl(L, -1, "cache:get_many()");
-    lua_pop(L, 1);
-    lua_getfield(L, 3, "batch_loader");
-    if (!lua_isnil(L, -1)) check_callable(L, -1, "cache:get_many()", "batch_loader");
-    lua_replace(L, 3);
-  }
-  if (lua_isnil(L, 3) && c->batch_fn_ref != LUA_NOREF) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, c->batch_fn_ref);
-    lua_replace(L, 3);
-  }
-  int batch = lua_isnil(L, 3) ? 0 : 3;
-  still_open(L, c);
-  lua_Unsigned len = lua_rawlen(L, 2); /* raw: no metamethod may run from here */
-  if (len > (lua_Unsigned)1 << 24)
-    return luaL_error(L, "cache:get_many(): too many keys (%d at most)", 1 << 24);
-  int n = (int)len;
-  /* Check every key before queueing anything: an error after some keys
-   * joined loads would leave their waiters behind. */
-  for (int i = 1; i <= n; i++) {
-    int t = lua_rawgeti(L, 2, i);
-    if (t != LUA_TSTRING && t != LUA_TNUMBER && t != LUA_TBOOLEAN)
-      return luaL_error(L, "cache:get_many(): keys[%d] must be a string, number or boolean, got %s",
-                        i, luaL_typename(L, -1));
-    if (t == LUA_TNUMBER && lua_tonumber(L, -1) != lua_tonumber(L, -1))
-      return luaL_error(L, "cache:get_many(): keys[%d] must not be NaN", i);
-    lua_pop(L, 1);
-  }
-  lua_newtable(L); /* 4: values */
-  lua_newtable(L); /* 5: errors */
-  many_group *g = lua_newuserdatauv(L, sizeof *g + (size_t)n * sizeof(many_slot), 0);
-  g->self_ref = LUA_NOREF;
-  g->task = NULL;
-  g->pending = 0;
-  g->n = n;
-  g->keys_ref = g->values_ref = g->errors_ref = LUA_NOREF;
-  for (int i = 0; i < n; i++) g->slot[i].res = NULL;
-  for (int i = 1; i <= n; i++) {
-    lua_rawgeti(L, 2, i); /* 7: the key */
-    lkey k;
-    lkey_get(L, 7, &k, "get_many"); /* checked above: cannot raise */
-    uint32_t slot = ac_store_get(c->store, k.tag, k.p, k.len);
-    if (slot != 0) {
-      lua_pushvalue(L, 7);
-      lcache_push_value(L, c, slot);
-      lua_settable(L, 4);
-    } else {
-      ac_flight_t *f = ac_flights_find(c->flights, k.tag, k.p, k.len);
-      if (f == NULL && batch != 0) {
-        if (g->task == NULL) g->task = lsched_park(L, "cache:get_many()");
-        lload_spec spec = {LOAD_GET, k.tag, k.p, k.len, 0, 7, 7, ttl, 0, batch};
-        f = lbatch_enqueue(L, c, &spec);
-      }
-      if (f != NULL && lload_waits_for(ac_flight_data(f), lsched_current(c->ls))) {
-        /* A batch loader asking for a key of its own batch: that key
-         * fails at once instead of waiting for itself. */
-        lua_pushvalue(L, 7);
-        lload_push_recursive(L, LOAD_GET, k.tag, k.p, k.len);
-        lua_settable(L, 5);
-        f = NULL;
-      }
-      if (f != NULL) {
-        if (g->task == NULL) g->task = lsched_park(L, "cache:get_many()");
-        if (g->keys_ref == LUA_NOREF) { /* before any waiter can run */
-          lua_pushvalue(L, 6);
-          g->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-          lua_pushvalue(L, 2);
-          g->keys_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-          lua_pushvalue(L, 4);
-          g->values_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-          lua_pushvalue(L, 5);
-          g->errors_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-        }
-        g->slot[i - 1].w.cb = many_on_waiter;
-        g->slot[i - 1].w.data = g;
-        ac_flight_join(f, &g->slot[i - 1].w);
-        g->pending++;
-      }
-    }
-    lua_settop(L, 6);
-  }
-  if (g->pending == 0) {
-    if (g->task != NULL) g->task->parked = 0;
-    return many_collect(L, LUA_OK, 0);
-  }
-  return lua_yieldk(L, 0, 0, many_collect);
+  return lcache_miss(L, c, &spec, found == AC_JOIN ? r.load : NULL);
 }
 
 static int cache_set(lua_State *L) {
@@ -334,12 +147,12 @@ static int cache_set(lua_State *L) {
   lkey_get(L, 2, &k, "set");
   if (lua_isnoneornil(L, 3))
     return luaL_error(L, "cache:set(): value must not be nil (use cache:delete(key) to remove a key)");
-  double ttl = c->default_ttl;
+  double ttl = 0; /* the cache's default */
   if (!lua_isnoneornil(L, 4)) {
     if (!lua_istable(L, 4))
       return luaL_error(L, "cache:set(): opts must be a table, got %s", luaL_typename(L, 4));
     ltype_check_options(L, 4, "cache:set()", SET_OPTIONS);
-    if (lua_getfield(L, 4, "ttl") != LUA_TNIL) ttl = check_ttl(L, -1, "cache:set()");
+    if (lua_getfield(L, 4, "ttl") != LUA_TNIL) ttl = lcache_check_ttl(L, -1, "cache:set()");
     lua_pop(L, 1);
     still_open(L, c);
   }
@@ -352,15 +165,13 @@ static int cache_delete(lua_State *L) {
   lcache *c = lcache_check(L, 1, "delete");
   lkey k;
   lkey_get(L, 2, &k, "delete");
-  lcache_invalidate_load(c, k.tag, k.p, k.len);
-  lua_pushboolean(L, ac_store_delete(c->store, k.tag, k.p, k.len) == 0);
+  lua_pushboolean(L, ac_cache_delete(c->cache, k.tag, k.p, k.len) == 0);
   return 1;
 }
 
 static int cache_clear(lua_State *L) {
   lcache *c = lcache_check(L, 1, "clear");
-  ac_store_clear(c->store);
-  lcache_invalidate_all_loads(c);
+  ac_cache_clear(c->cache);
   return 0;
 }
 
@@ -368,7 +179,7 @@ static int cache_contains(lua_State *L) {
   lcache *c = lcache_check(L, 1, "contains");
   lkey k;
   lkey_get(L, 2, &k, "contains");
-  lua_pushboolean(L, ac_store_peek(c->store, k.tag, k.p, k.len) != 0);
+  lua_pushboolean(L, ac_cache_peek(c->cache, k.tag, k.p, k.len) != 0);
   return 1;
 }
 
@@ -384,58 +195,40 @@ static void set_count(lua_State *L, const char *name, uint64_t v) {
 
 static int cache_metrics(lua_State *L) {
   lcache *c = lcache_check(L, 1, "get_metrics");
-  ac_store_stats_t st;
-  ac_store_stats(c->store, &st);
-  lua_createtable(L, 0, 12);
+  ac_cache_stats_t st;
+  ac_cache_stats(c->cache, &st);
+  lua_createtable(L, 0, 14);
   set_count(L, "hits", st.hits);
   set_count(L, "misses", st.misses);
-  set_count(L, "loads", c->loads);
-  set_count(L, "load_errors", c->load_errors);
-  set_count(L, "load_timeouts", c->load_timeouts);
+  set_count(L, "loads", st.loads);
+  set_count(L, "load_errors", st.load_errors);
+  set_count(L, "load_timeouts", st.load_timeouts);
   set_count(L, "evictions", st.evictions);
   set_count(L, "expirations", st.expirations);
   set_count(L, "size", st.size);
   set_count(L, "maxsize", st.maxsize);
-  set_count(L, "in_flight", ac_flights_count(c->flights));
-  set_count(L, "batches", c->batches);
-  set_count(L, "batched_keys", c->batched_keys);
-  set_count(L, "memory_bytes", ac_store_memory(c->store));
+  set_count(L, "in_flight", st.in_flight);
+  set_count(L, "batches", st.batches);
+  set_count(L, "batched_keys", st.batched_keys);
+  set_count(L, "memory_bytes", st.memory_bytes);
   uint64_t lookups = st.hits + st.misses;
   set_counter(L, "hit_rate", lookups ? (double)st.hits / (double)lookups : 0.0);
   return 1;
-}
-
-static void on_sweep(ac_timer_t *t, void *data) {
-  lcache *c = data;
-  (void)t;
-  if (ac_store_ttl_count(c->store) == 0) return;
-  ac_store_stats_t st;
-  ac_store_stats(c->store, &st);
-  uint32_t checks = st.size / 4 > SWEEP_MIN_CHECKS ? st.size / 4 : SWEEP_MIN_CHECKS;
-  c->L = lsched_cbstate(c->ls);
-  ac_store_expire(c->store, checks);
 }
 
 static void close_cache(lua_State *L, lcache *c) {
   if (c->closed) return;
   c->closed = 1;
   c->L = L;
-  /* Loads still open: their waiters are released with an error; a loader
-   * still running finds its flight gone and drops its result. */
-  while (c->loads_open != NULL) lload_close_flight(c->loads_open, AC_ECANCELED);
-  lbatch_close_all(L, c);
+  /* Open loads release their waiters; loaders still running find their
+   * load closed and drop their result; every entry is reported removed
+   * (values[slot] = nil). */
+  ac_cache_free(c->cache);
+  c->cache = NULL;
   luaL_unref(L, LUA_REGISTRYINDEX, c->batch_fn_ref);
   c->batch_fn_ref = LUA_NOREF;
-  ac_flights_free(c->flights);
-  c->flights = NULL;
-  ac_store_free(c->store); /* reports removals: values[slot] = nil */
-  c->store = NULL;
   luaL_unref(L, LUA_REGISTRYINDEX, c->values_ref);
   c->values_ref = LUA_NOREF;
-  if (c->sweeper != NULL) {
-    ac_timer_free(c->sweeper);
-    c->sweeper = NULL;
-  }
 }
 
 static int cache_close(lua_State *L) {
@@ -455,30 +248,39 @@ static int cache_tostring(lua_State *L) {
   if (c->closed) {
     lua_pushfstring(L, "AsyncCache (closed): %p", (void *)c);
   } else {
-    ac_store_stats_t st;
-    ac_store_stats(c->store, &st);
+    ac_cache_stats_t st;
+    ac_cache_stats(c->cache, &st);
     lua_pushfstring(L, "AsyncCache (%d/%d entries): %p", (int)st.size,
                     (int)st.maxsize, (void *)c);
   }
   return 1;
 }
 
-/* core.new_cache(maxsize, default_ttl, load_timeout[, batch_loader,
- * batch_window_ms, max_batch_size, batch_result]): the checked inputs of
- * cache.AsyncCache (which validates and documents them). */
+/* A number field of the options table at 1, or def when absent. */
+static double opt_number(lua_State *L, const char *name, double def) {
+  double v = lua_getfield(L, 1, name) == LUA_TNIL ? def : lua_tonumber(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+/* core.new_cache(opts): opts as cache.AsyncCache checked them (maxsize,
+ * default_ttl, load_timeout, batch_loader, batch_window_ms,
+ * max_batch_size, batch_result); the core refuses what is out of range. */
 static int new_cache(lua_State *L) {
-  lua_Integer maxsize = luaL_checkinteger(L, 1);
-  double default_ttl = luaL_optnumber(L, 2, 0);
-  double load_timeout = luaL_optnumber(L, 3, HUGE_VAL);
-  luaL_argcheck(L, maxsize >= 1 && maxsize <= 0x7fffffff, 1, "maxsize out of range");
-  luaL_argcheck(L, default_ttl >= 0, 2, "default_ttl must not be negative");
-  luaL_argcheck(L, load_timeout > 0, 3, "load_timeout must be positive");
-  double window = luaL_optnumber(L, 5, 5);
-  lua_Integer max_batch = luaL_optinteger(L, 6, 100);
-  luaL_argcheck(L, window >= 0, 5, "batch_window_ms must not be negative");
-  luaL_argcheck(L, max_batch >= 1 && max_batch <= 0x7fffffff, 6, "max_batch_size out of range");
+  luaL_checktype(L, 1, LUA_TTABLE);
+  ac_cache_options_t o = {0};
+  o.maxsize = (uint32_t)opt_number(L, "maxsize", 128);
+  o.default_ttl = opt_number(L, "default_ttl", 0);
+  o.load_timeout = opt_number(L, "load_timeout", 0);
+  o.batch_window = opt_number(L, "batch_window_ms", 5) / 1000.0;
+  double max_batch = opt_number(L, "max_batch_size", 100);
+  o.max_batch_size = max_batch >= 1 && max_batch <= 0x7fffffff ? (uint32_t)max_batch : 0;
+  o.load_data_size = sizeof(lload);
+  o.batch_data_size = lbatch_data_size();
+  lua_getfield(L, 1, "batch_result");
   static const char *const forms[] = {"auto", "map", "array", NULL};
-  int batch_result = luaL_checkoption(L, 7, "auto", forms);
+  int batch_result = luaL_checkoption(L, -1, "auto", forms);
+  lua_pop(L, 1);
   lsched *ls = lsched_get(L);
   lcache *c = lua_newuserdatauv(L, sizeof *c, 0);
   memset(c, 0, sizeof *c);
@@ -486,41 +288,31 @@ static int new_cache(lua_State *L) {
   c->values_ref = LUA_NOREF;
   c->batch_fn_ref = LUA_NOREF;
   luaL_setmetatable(L, CACHE_MT);
-  ac_store_options_t so = {(uint32_t)maxsize, on_removed, c, NULL};
+  o.sched = lsched_sched(ls);
+  o.ops.removed = on_removed;
+  o.ops.dispatch = lbatch_dispatch;
+  o.ud = c;
   int err;
-  c->store = ac_store_new(&so, &err);
-  c->flights = ac_flights_new();
-  c->sweeper = ac_timer_new(lsched_sched(ls), on_sweep, c);
-  if (c->store == NULL || c->flights == NULL || c->sweeper == NULL) {
-    ac_store_free(c->store);
-    ac_flights_free(c->flights);
-    ac_timer_free(c->sweeper);
-    c->store = NULL, c->flights = NULL, c->sweeper = NULL;
-    return luaL_error(L, "out of memory");
-  }
+  c->cache = ac_cache_new(&o, &err);
+  if (c->cache == NULL)
+    return luaL_error(L, "cannot create the cache: %s", ac_strerror(err));
   lua_createtable(L, 0, 0);
   c->values_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   c->ls = ls;
   c->L = L;
-  c->default_ttl = isinf(default_ttl) ? 0 : default_ttl;
-  c->load_timeout = load_timeout;
-  c->batch_window_ms = window;
-  c->max_batch_size = (int)max_batch;
   c->batch_result = batch_result;
-  if (!lua_isnoneornil(L, 4)) {
-    lua_pushvalue(L, 4);
+  if (lua_getfield(L, 1, "batch_loader") != LUA_TNIL)
     c->batch_fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  }
+  else
+    lua_pop(L, 1);
   c->magic = CACHE_MAGIC;
-  ac_timer_start(c->sweeper, SWEEP_INTERVAL, SWEEP_INTERVAL);
-  ac_timer_unref(c->sweeper); /* sweeping alone keeps no loop alive */
   c->closed = 0;
   return 1;
 }
 
 void lcache_open(lua_State *L) {
   static const luaL_Reg methods[] = {
-      {"get", cache_get},         {"get_many", cache_get_many},
+      {"get", cache_get},         {"get_many", lcache_get_many},
       {"set", cache_set},
       {"delete", cache_delete},   {"clear", cache_clear},
       {"contains", cache_contains}, {"get_metrics", cache_metrics},

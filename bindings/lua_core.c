@@ -1,6 +1,6 @@
 /* luaopen_cache_core: the Lua C module "cache.core".
  *
- *   core.new_cache(maxsize, default_ttl, load_timeout) -> ac.cache
+ *   core.new_cache(opts) -> ac.cache (opts as cache.async_cache.check makes them)
  *   core.cache_methods   the method table of ac.cache (cache.lua extends it)
  *   core.memoize(cache, fn, skip_args) -> ac.memo (decorated function)
  *   core.is_memo(x), core.memo_methods

@@ -1,90 +1,72 @@
-/* Loads: single-flight misses (see lcache.h).
+/* Loads: single-flight misses, from the Lua side (see lcache.h).
  *
- * A miss with a function opens a flight and runs the function in a pooled
- * loader thread of its own:
+ * The core (ac_cache) decides who loads: the first caller of a missing key
+ * leads, later ones join.  The leader runs its function in a pooled loader
+ * thread of its own:
  *   - it returns without yielding: the value is stored and returned at
  *     once, the caller never yields;
- *   - it yields (I/O, sleep): it carries on as a background task, the caller
- *     joins the flight like every later caller, and all of them are woken
- *     with the one result.  A timer bounds the wait (load_timeout); a result
- *     arriving after it is dropped.
+ *   - it yields (I/O, sleep): it carries on as a background task (the core
+ *     bounds the wait by load_timeout), the caller joins the load like
+ *     every later caller, and all of them are woken with the one result.
  * A background load anchors its cache, so the cache cannot be collected
- * while its loader still runs.  A load's result is stored only if nothing
- * wrote the key meanwhile (set, delete, invalidate, clear mark it `stale`
- * and detach its flight, so later callers start afresh). */
+ * while its loader still runs.  Whether a result may be stored (nothing
+ * wrote the key meanwhile, the load did not time out) is the core's call.
+ *
+ * Waiters get the outcome in their callback, while the load finishes:
+ * values laid out on the finisher's stack are copied straight onto each
+ * parked coroutine's stack; an outcome without values (timeout, close) is
+ * one error result shared by all of them. */
 #include <lauxlib.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "lcache.h"
 #include "lkey.h"
 #include "ltype.h"
 
-/* Bounds the walk along loads waiting for loads (a chain that long is
- * not a recursion this walk could miss for lack of steps in practice). */
+/* Bounds the walk along loads waiting for loads. */
 #define MAX_WAIT_CHAIN 4096
 
-static void stop_timer(lload *ld) {
-  ac_timer_free(ld->timer);
-  ld->timer = NULL;
+void lload_init(ac_load_t *ld, lcache *c, int mode) {
+  lload *d = lload_of(ld);
+  d->load = ld;
+  d->c = c;
+  d->mode = mode;
+  d->anchor_ref = LUA_NOREF;
+  d->cache_ref = LUA_NOREF;
 }
 
-static void unlink_load(lload *ld) {
-  lcache *c = ld->c;
-  if (ld->prev) ld->prev->next = ld->next; else c->loads_open = ld->next;
-  if (ld->next) ld->next->prev = ld->prev;
-  ld->prev = ld->next = NULL;
+lresult *lload_status_result(ac_load_t *ld, int status) {
+  lload *d = lload_of(ld);
+  if (d->result != NULL) return d->result;
+  lresult *r = lresult_new(d->c->ls, (int)ac_load_waiters(ld));
+  if (r == NULL) return NULL;
+  if (status == AC_ETIMEDOUT)
+    snprintf(r->cerr, sizeof r->cerr, "load timed out after %g seconds",
+             ac_cache_load_timeout(ac_load_cache(ld)));
+  else if (status == AC_ECANCELED)
+    snprintf(r->cerr, sizeof r->cerr, "the cache was closed while loading");
+  else
+    snprintf(r->cerr, sizeof r->cerr, "load failed: %s", ac_strerror(status));
+  d->result = r;
+  return r;
 }
 
-/* Closes the flight of ld and wakes every waiter: with copies of the values
- * at ld->out when lload_settle laid them out, else with ld->result, made
- * here from status (timeout, close) when there is none. */
-void lload_close_flight(lload *ld, int status) {
-  ac_flight_t *f = ld->flight;
-  ld->flight = NULL;
-  unlink_load(ld);
-  stop_timer(ld);
-  if (ld->result == NULL && ld->out_L == NULL && ac_flight_waiters(f) > 0) {
-    ld->result = lresult_new(ld->c->ls, (int)ac_flight_waiters(f));
-    if (ld->result != NULL) {
-      if (status == AC_ETIMEDOUT)
-        snprintf(ld->result->cerr, sizeof ld->result->cerr,
-                 "load timed out after %g seconds", ld->c->load_timeout);
-      else if (status == AC_ECANCELED)
-        snprintf(ld->result->cerr, sizeof ld->result->cerr,
-                 "the cache was closed while loading");
-      else
-        snprintf(ld->result->cerr, sizeof ld->result->cerr, "load failed: %s",
-                 ac_strerror(status));
-    }
-  }
-  ac_flight_finish(f, status);
-}
-
-void lload_on_waiter(ac_waiter_t *w, ac_flight_t *f, int status) {
-  lload *ld = ac_flight_data(f);
+static void on_waiter(ac_load_waiter_t *w, ac_load_t *ld, int status) {
+  lload *d = lload_of(ld);
   ltask *t = w->data;
-  (void)status;
-  if (ld->out_L != NULL && lua_checkstack(t->co, ld->out_n + 1)) {
+  if (d->out_L != NULL && lua_checkstack(t->co, d->out_n + 1)) {
     /* Values at hand: pass copies straight onto the parked coroutine's
      * stack, to be returned when it resumes. */
-    for (int i = 0; i < ld->out_n; i++) lua_pushvalue(ld->out_L, ld->out + i);
-    lua_xmove(ld->out_L, t->co, ld->out_n);
-    t->nargs += ld->out_n;
+    for (int i = 0; i < d->out_n; i++) lua_pushvalue(d->out_L, d->out + i);
+    lua_xmove(d->out_L, t->co, d->out_n);
+    t->nargs += d->out_n;
     lsched_wake(t, NULL);
     return;
   }
-  lsched_wake(t, ld->result);
-}
-
-static void on_load_timeout(ac_timer_t *t, void *data) {
-  lload *ld = data;
-  (void)t;
-  ld->c->load_timeouts++;
-  lload_close_flight(ld, AC_ETIMEDOUT);
+  lsched_wake(t, lload_status_result(ld, status != 0 ? status : AC_ECANCELED));
 }
 
 void lcache_pack(lua_State *L, int n) {
@@ -119,79 +101,81 @@ void lcache_push_value(lua_State *L, lcache *c, uint32_t slot) {
   lua_remove(L, -2);
 }
 
-/* Stores the value at the top (popped); returns 0 or an AC_E* code. */
-int lload_store_value(lua_State *L, lcache *c, int tag, const char *key,
-                       size_t len, double ttl) {
-  c->L = L;
-  int is_new;
-  int64_t slot = ac_store_set(c->store, tag, key, len, ttl, &is_new);
-  if (slot < 0) {
-    lua_pop(L, 1);
-    return (int)slot;
-  }
+void lcache_put_value(lua_State *L, lcache *c, uint32_t slot) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, c->values_ref);
   lua_insert(L, -2);
   lua_rawseti(L, -2, slot);
   lua_pop(L, 1);
-  return 0;
 }
 
 void lcache_store(lua_State *L, lcache *c, int tag, const char *key,
                   size_t len, double ttl) {
-  int rc = lload_store_value(L, c, tag, key, len, ttl);
-  if (rc < 0) luaL_error(L, "cannot store the value: %s", ac_strerror(rc));
-  lcache_invalidate_load(c, tag, key, len);
-}
-
-void lload_settle(lua_State *L, lload *ld, int v, int nout, int failed,
-                  int store) {
-  lcache *c = ld->c;
-  if (ld->flight != NULL) {
-    if (store && !ld->stale && !c->closed) {
-      int tag;
-      size_t len;
-      const char *key = ac_flight_key(ld->flight, &tag, &len);
-      lua_pushvalue(L, v);
-      lload_store_value(L, c, tag, key, len, ld->ttl); /* failure: served, not kept */
-    }
-    int top = lua_gettop(L);
-    if (ac_flight_waiters(ld->flight) > 0) {
-      /* The outcome, laid out for the waiters, who take copies of it from
-       * L while the flight closes (lload_on_waiter). */
-      ld->out_n = nout;
-      if (ld->mode == LOAD_CALL) { /* waiters get (ok, packed-or-error) */
-        lua_pushboolean(L, !failed);
-        ld->out_n = 2;
-      }
-      for (int i = 0; i < nout; i++) lua_pushvalue(L, v + i);
-      ld->out_L = L;
-      ld->out = lua_gettop(L) - ld->out_n + 1;
-    }
-    lload_close_flight(ld, failed ? AC_ELOAD : 0);
-    ld->out_L = NULL;
-    lua_settop(L, top);
+  c->L = L;
+  int64_t slot = ac_cache_set(c->cache, tag, key, len, ttl);
+  if (slot < 0) {
+    lua_pop(L, 1);
+    luaL_error(L, "cannot store the value: %s", ac_strerror((int)slot));
+    return;
   }
-  luaL_unref(L, LUA_REGISTRYINDEX, ld->cache_ref);
-  luaL_unref(L, LUA_REGISTRYINDEX, ld->anchor_ref);
-  lsched_drop(c->ls, &ld->held);
-  free(ld);
+  lcache_put_value(L, c, (uint32_t)slot);
+  ac_cache_written(c->cache, (uint32_t)slot);
 }
 
+void lload_settle(lua_State *L, ac_load_t *ld, int v, int nout, int failed,
+                  int store) {
+  lload *d = lload_of(ld);
+  lcache *c = d->c;
+  int top = lua_gettop(L);
+  uint32_t slot = 0;
+  if (store && ac_load_open(ld)) {
+    c->L = L;
+    int64_t s = ac_load_store(ld); /* failure: served, not kept */
+    if (s > 0) {
+      slot = (uint32_t)s;
+      lua_pushvalue(L, v);
+      lcache_put_value(L, c, slot);
+    }
+  }
+  if (ac_load_open(ld) && ac_load_waiters(ld) > 0 && lua_checkstack(L, nout + 2)) {
+    /* The outcome, laid out for the waiters, who take copies of it from L
+     * while the load finishes (on_waiter). */
+    d->out_n = nout;
+    if (d->mode == LOAD_CALL) { /* waiters get (ok, packed-or-error) */
+      lua_pushboolean(L, !failed);
+      d->out_n = 2;
+    }
+    for (int i = 0; i < nout; i++) lua_pushvalue(L, v + i);
+    d->out_L = L;
+    d->out = lua_gettop(L) - d->out_n + 1;
+  }
+  /* What the lload holds goes before the load (and the lload) is freed. */
+  luaL_unref(L, LUA_REGISTRYINDEX, d->cache_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, d->anchor_ref);
+  lsched_drop(c->ls, &d->held);
+  c->L = L;
+  ac_load_finish(ld, failed ? AC_ELOAD : 0, slot);
+  lua_settop(L, top);
+}
+
+/* The state closed while the load's loader was parked for ever. */
 static void release_load(lpending *p) {
-  free((char *)p - offsetof(lload, held));
+  lload *d = (lload *)((char *)p - offsetof(lload, held));
+  ac_load_finish(d->load, AC_ECANCELED, 0);
 }
 
 /* The loader has finished on thread t (status st, nres values, or the error
- * object, on t->co).  Stores the value, wakes the waiters, frees ld.  With
- * push set, leaves the caller's results on L and returns their count
+ * object, on t->co).  Stores the value, wakes the waiters, frees the load.
+ * With push set, leaves the caller's results on L and returns their count
  * (LOAD_CALL failure: leaves the error object and returns -1). */
-static int finish_load(lua_State *L, lload *ld, ltask *t, int st, int nres,
+static int finish_load(lua_State *L, ac_load_t *ld, ltask *t, int st, int nres,
                        int push) {
-  lcache *c = ld->c;
+  lload *d = lload_of(ld);
+  lcache *c = d->c;
+  int mode = d->mode;
   int base = lua_gettop(L);
   int failed = st != LUA_OK;
   if (failed) nres = 1;
-  if (ld->mode == LOAD_GET && nres > 2) { /* only v, err matter */
+  if (mode == LOAD_GET && nres > 2) { /* only v, err matter */
     lua_pop(t->co, nres - 2);
     nres = 2;
   }
@@ -203,17 +187,18 @@ static int finish_load(lua_State *L, lload *ld, ltask *t, int st, int nres,
   }
   lua_xmove(t->co, L, nres);
   lsched_release_loader(c->ls, t, st);
+  d->loader = NULL;
   /* Reduce the results at base+1 .. to one value v (or v, err). */
   int v = base + 1, nout;
   int store = 0;
-  if (ld->mode == LOAD_CALL) {
+  if (mode == LOAD_CALL) {
     if (!failed) {
       /* nil as the first result (or none) is not cached, as a loader's
        * nil is not: the next call runs the function again. */
       store = nres > 0 && !lua_isnil(L, v);
       lcache_pack(L, nres); /* v = {n, results...} */
-      if (ld->anchor_ref != LUA_NOREF) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, ld->anchor_ref);
+      if (d->anchor_ref != LUA_NOREF) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, d->anchor_ref);
         lua_setfield(L, v, "args");
       }
     }
@@ -233,9 +218,7 @@ static int finish_load(lua_State *L, lload *ld, ltask *t, int st, int nres,
     store = !lua_isnil(L, v);
   }
   lua_settop(L, base + nout);
-  if (failed) c->load_errors++;
 
-  int mode = ld->mode;
   lload_settle(L, ld, v, nout, failed, store);
 
   if (!push) {
@@ -251,8 +234,7 @@ static int finish_load(lua_State *L, lload *ld, ltask *t, int st, int nres,
 
 /* A loader that went to the background has finished (runs in a pass). */
 static void on_loader_done(ltask *t, int st, int nres) {
-  lload *ld = t->done_ud;
-  finish_load(lsched_cbstate(t->ls), ld, t, st, nres, 0);
+  finish_load(lsched_cbstate(t->ls), t->done_ud, t, st, nres, 0);
 }
 
 /* Resumed LOAD_CALL waiter: true, packed | false, err | nil, message. */
@@ -264,16 +246,18 @@ static int call_resumed(lua_State *L, int status, lua_KContext base) {
   return lua_error(L);
 }
 
-int lload_wait(lua_State *L, ac_flight_t *f, int mode) {
+int lload_wait(lua_State *L, ac_load_t *ld, int mode) {
   ltask *t = lsched_park(L, mode == LOAD_CALL ? "a decorated function" : "cache:get()");
-  return lload_join(L, t, f, mode);
+  return lload_join(L, t, ld, mode);
 }
 
-int lload_waits_for(const lload *ld, const ltask *t) {
+int lload_waits_for(ac_load_t *ld, const ltask *t) {
   if (t == NULL) return 0;
-  for (int hops = 0; ld != NULL && ld->loader != NULL && hops < MAX_WAIT_CHAIN; hops++) {
-    if (ld->loader == t) return 1;
-    ld = ld->loader->waiting;
+  for (int hops = 0; ld != NULL && hops < MAX_WAIT_CHAIN; hops++) {
+    ltask *loader = lload_of(ld)->loader;
+    if (loader == NULL) return 0;
+    if (loader == t) return 1;
+    ld = loader->waiting;
   }
   return 0;
 }
@@ -294,61 +278,28 @@ void lload_push_recursive(lua_State *L, int mode, int tag, const char *key,
   lua_pop(L, 1);
 }
 
-int lload_join(lua_State *L, ltask *t, ac_flight_t *f, int mode) {
-  t->w.cb = lload_on_waiter;
-  t->waiting = ac_flight_data(f);
-  ac_flight_join(f, &t->w);
+int lload_join(lua_State *L, ltask *t, ac_load_t *ld, int mode) {
+  t->lw.cb = on_waiter;
+  t->lw.data = t;
+  t->waiting = ld;
+  ac_load_join(ld, &t->lw);
   if (mode == LOAD_CALL)
     return lua_yieldk(L, 0, (lua_KContext)lua_gettop(L), call_resumed);
   return lsched_yield(L);
 }
 
-lload *lload_open(lua_State *L, lcache *c, const lload_spec *spec,
-                  ac_flight_t **out) {
-  ac_flight_t *f;
-  lload *ld = calloc(1, sizeof *ld);
-  if (ld == NULL ||
-      ac_flights_start(c->flights, spec->tag, spec->key, spec->len, ld, &f) != 0) {
-    free(ld);
-    luaL_error(L, "out of memory");
-    return NULL;
-  }
-  c->loads++;
-  ld->c = c;
-  ld->mode = spec->mode;
-  ld->flight = f;
-  ld->ttl = spec->ttl;
-  ld->cache_ref = LUA_NOREF;
-  ld->anchor_ref = LUA_NOREF;
-  ld->next = c->loads_open;
-  if (ld->next) ld->next->prev = ld;
-  c->loads_open = ld;
-  *out = f;
-  return ld;
-}
-
-int lcache_miss(lua_State *L, lcache *c, const lload_spec *spec) {
-  ac_flight_t *f = ac_flights_find(c->flights, spec->tag, spec->key, spec->len);
-  ltask *me = lsched_current(c->ls);
-  if (f != NULL) {
-    if (lload_waits_for(ac_flight_data(f), me)) { /* fail fast, not never */
-      lload_push_recursive(L, spec->mode, spec->tag, spec->key, spec->len);
-      if (spec->mode == LOAD_CALL) return lua_error(L);
-      lua_pushnil(L);
-      lua_insert(L, -2);
-      return 2;
-    }
-    return lload_wait(L, f, spec->mode);
-  }
-  if (spec->fn == 0 && spec->batch_fn != 0) return lbatch_add(L, c, spec);
-  if (spec->fn == 0) {
-    lua_pushnil(L);
-    return 1;
-  }
-  /* Everything that can raise comes before the flight opens: a flight
-   * left open by an error would hold every later caller forever. */
+/* Runs the function at spec->fn for a key nobody is loading: inline, and
+ * in the background if it yields. */
+static int lead(lua_State *L, lcache *c, const lload_spec *spec, ltask *me) {
+  /* Everything that can raise comes before the load opens: a load left
+   * open by an error would hold every later caller forever. */
   int nargs = spec->last >= spec->first ? spec->last - spec->first + 1 : 0;
   luaL_checkstack(L, nargs + 2, "too many arguments");
+  ltask *t = lsched_loader(c->ls);
+  if (!lua_checkstack(t->co, nargs + 1)) {
+    lsched_release_loader(c->ls, t, LUA_OK);
+    return luaL_error(L, "too many arguments");
+  }
   int anchor_ref = LUA_NOREF;
   if (spec->anchor) {
     lua_createtable(L, nargs, 0);
@@ -358,21 +309,25 @@ int lcache_miss(lua_State *L, lcache *c, const lload_spec *spec) {
     }
     anchor_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
-  ltask *t = lsched_loader(c->ls);
-  if (!lua_checkstack(t->co, nargs + 1)) {
+  ac_load_t *ld;
+  int rc = ac_cache_lead(c->cache, spec->tag, spec->key, spec->len, spec->ttl, &ld);
+  if (rc != 0) {
     luaL_unref(L, LUA_REGISTRYINDEX, anchor_ref);
     lsched_release_loader(c->ls, t, LUA_OK);
-    return luaL_error(L, "too many arguments");
+    return luaL_error(L, "cannot load: %s", ac_strerror(rc));
   }
-  lload *ld = lload_open(L, c, spec, &f); /* raises only before opening */
-  ld->anchor_ref = anchor_ref;
+  lload_init(ld, c, spec->mode);
+  lload *d = lload_of(ld);
+  d->anchor_ref = anchor_ref;
+  /* No backend in this version: the core always answers AC_LEAD. */
+  (void)ac_load_begin(ld);
   t->done = on_loader_done;
   t->done_ud = ld;
   lua_pushvalue(L, spec->fn);
   for (int i = 0; i < nargs; i++) lua_pushvalue(L, spec->first + i);
   lua_xmove(L, t->co, nargs + 1);
   /* While the loader runs inline, its caller waits for this load. */
-  ld->loader = t;
+  d->loader = t;
   if (me != NULL) me->waiting = ld;
   int nres, st = lsched_start_loader(c->ls, L, t, nargs, &nres);
   if (me != NULL) me->waiting = NULL;
@@ -382,35 +337,36 @@ int lcache_miss(lua_State *L, lcache *c, const lload_spec *spec) {
   }
 
   /* The loader waits for something: it goes on in the background. */
-  if (ld->flight == NULL) { /* the loader closed the cache meanwhile */
+  if (!ac_load_open(ld)) { /* the loader closed the cache meanwhile */
     lua_pushnil(L);
     lua_pushliteral(L, "the cache was closed while loading");
     if (spec->mode == LOAD_CALL) return lua_error(L);
     return 2;
   }
   lua_pushvalue(L, 1);
-  ld->cache_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lsched_hold(c->ls, &ld->held, release_load);
-  if (!isinf(c->load_timeout)) {
-    ld->timer = ac_timer_new(lsched_sched(c->ls), on_load_timeout, ld);
-    if (ld->timer != NULL) ac_timer_start(ld->timer, c->load_timeout, 0);
+  d->cache_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lsched_hold(c->ls, &d->held, release_load);
+  ac_load_background(ld);
+  return lload_wait(L, ld, spec->mode);
+}
+
+int lcache_miss(lua_State *L, lcache *c, const lload_spec *spec,
+                ac_load_t *joining) {
+  ltask *me = lsched_current(c->ls);
+  if (joining != NULL) {
+    if (lload_waits_for(joining, me)) { /* fail fast, not never */
+      lload_push_recursive(L, spec->mode, spec->tag, spec->key, spec->len);
+      if (spec->mode == LOAD_CALL) return lua_error(L);
+      lua_pushnil(L);
+      lua_insert(L, -2);
+      return 2;
+    }
+    return lload_wait(L, joining, spec->mode);
   }
-  return lload_wait(L, ld->flight, spec->mode);
-}
-
-void lcache_invalidate_load(lcache *c, int tag, const char *key, size_t len) {
-  ac_flight_t *f = ac_flights_find(c->flights, tag, key, len);
-  if (f == NULL) return;
-  /* Its result predates the write: not stored, and not handed to callers
-   * that come after the write (they start a load of their own). */
-  ((lload *)ac_flight_data(f))->stale = 1;
-  ac_flight_detach(f);
-}
-
-void lcache_invalidate_all_loads(lcache *c) {
-  for (lload *ld = c->loads_open; ld != NULL; ld = ld->next) {
-    ld->stale = 1;
-    ac_flight_detach(ld->flight);
+  if (spec->fn == 0 && spec->batch_fn != 0) return lbatch_add(L, c, spec);
+  if (spec->fn == 0) {
+    lua_pushnil(L);
+    return 1;
   }
+  return lead(L, c, spec, me);
 }
-

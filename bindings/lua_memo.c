@@ -54,18 +54,19 @@ static int memo_call(lua_State *L) {
   int top = lua_gettop(L);
   largs k;
   memo_key(L, m, top, &k);
-  uint32_t slot = ac_store_get(c->store, LKEY_ARGS, k.p, k.n);
-  if (slot != 0) { /* a hit: the packed results, unpacked */
+  ac_lookup_t r;
+  int found = ac_cache_get(c->cache, LKEY_ARGS, k.p, k.n, &r);
+  if (found == AC_HIT) { /* a hit: the packed results, unpacked */
     largs_done(&k);
-    lcache_push_value(L, c, slot);
+    lcache_push_value(L, c, r.slot);
     return lcache_unpack(L, lua_gettop(L));
   }
   lua_getiuservalue(L, 1, 2); /* fn at top+1 */
   largs_pin(&k);              /* the key must outlive a yield */
   memo_cache(L, "__call");    /* the cache replaces the memo at 1 */
   lload_spec spec = {LOAD_CALL, LKEY_ARGS, k.p, k.n, top + 1, 2, top,
-                     c->default_ttl, k.identity, 0};
-  return lcache_miss(L, c, &spec);
+                     0, k.identity, 0};
+  return lcache_miss(L, c, &spec, found == AC_JOIN ? r.load : NULL);
 }
 
 /* memo:invalidate_cache(...): drops the entry of a call with these
@@ -76,8 +77,7 @@ static int memo_invalidate(lua_State *L) {
   lcache *c = memo_cache(L, "invalidate_cache");
   largs k;
   memo_key(L, m, top, &k);
-  lcache_invalidate_load(c, LKEY_ARGS, k.p, k.n);
-  int removed = ac_store_delete(c->store, LKEY_ARGS, k.p, k.n) == 0;
+  int removed = ac_cache_delete(c->cache, LKEY_ARGS, k.p, k.n) == 0;
   largs_done(&k);
   lua_pushboolean(L, removed);
   return 1;
@@ -96,8 +96,7 @@ static int bypass_done(lua_State *L, int status, lua_KContext ctx) {
     /* nil is not cached (as in a call): the old entry goes. */
     largs k;
     memo_key(L, m, top, &k);
-    lcache_invalidate_load(c, LKEY_ARGS, k.p, k.n);
-    ac_store_delete(c->store, LKEY_ARGS, k.p, k.n);
+    ac_cache_delete(c->cache, LKEY_ARGS, k.p, k.n);
     largs_done(&k);
     return nres;
   }
@@ -117,7 +116,7 @@ static int bypass_done(lua_State *L, int status, lua_KContext ctx) {
   }
   largs_pin(&k); /* before the value: lcache_store takes the top */
   lua_pushvalue(L, packed);
-  lcache_store(L, c, LKEY_ARGS, k.p, k.n, c->default_ttl);
+  lcache_store(L, c, LKEY_ARGS, k.p, k.n, 0);
   lua_settop(L, top + nres);
   return nres;
 }

@@ -96,6 +96,19 @@ void ac_sched_post(ac_sched_t *s, ac_task_t *t) {
   if (s->pending++ == 0) uv_idle_start(&s->idle, on_idle);
 }
 
+int ac_sched_cancel(ac_sched_t *s, ac_task_t *t) {
+  ac_task_t **p = &s->first, *prev = NULL;
+  while (*p != NULL && *p != t) {
+    prev = *p;
+    p = &(*p)->next_;
+  }
+  if (*p == NULL) return 0;
+  *p = t->next_;
+  if (s->last == t) s->last = prev;
+  if (--s->pending == 0) uv_idle_stop(&s->idle);
+  return 1;
+}
+
 size_t ac_sched_run_ready(ac_sched_t *s) {
   size_t n = s->pending, ran = 0;
   while (ran < n && s->first != NULL) {

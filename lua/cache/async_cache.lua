@@ -43,7 +43,8 @@ local DEFAULT_MAX_BATCH_SIZE = 100
 
 
 --- Checks the options of a cache; errors are raised at the given stack
--- level (2: the caller of check).  Returns the arguments of core.new_cache.
+-- level (2: the caller of check).  Returns the options of core.new_cache
+-- (the one place they are checked: the C side takes them as they are).
 -- opts.maxsize       entries kept before the least recently used is evicted (128)
 -- opts.default_ttl   seconds an entry lives unless set/get says otherwise (nil: forever)
 -- opts.load_timeout  seconds callers wait for a loader before getting
@@ -105,8 +106,11 @@ function _M.check(opts, level)
   if form ~= nil and form ~= "auto" and form ~= "map" and form ~= "array" then
     error('opts.batch_result must be "auto", "map" or "array", got ' .. describe(form), level)
   end
-  return math.tointeger(maxsize), default_ttl or huge, load_timeout, batch_loader, window,
-    math.tointeger(max_batch), form
+  return {
+    maxsize = math.tointeger(maxsize), default_ttl = default_ttl or huge,
+    load_timeout = load_timeout, batch_loader = batch_loader, batch_window_ms = window,
+    max_batch_size = math.tointeger(max_batch), batch_result = form,
+  }
 end
 
 --- Creates a cache (errors in opts raised at level, as check does).

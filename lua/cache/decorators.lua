@@ -42,7 +42,7 @@ end
 -- from here) and returns the decorator; each function it decorates gets a
 -- cache of its own.
 local function decorator(who, opts, default_maxsize, ttl)
-  local maxsize, default_ttl, timeout = async_cache.check({
+  local cache_opts = async_cache.check({
     maxsize = opts.maxsize or default_maxsize,
     default_ttl = ttl,
     load_timeout = opts.load_timeout, -- default: AsyncCache's (30 s)
@@ -54,7 +54,7 @@ local function decorator(who, opts, default_maxsize, ttl)
     if not callable(fn) then
       error(("%s: the decorated value must be a function, got %s"):format(who, type(fn)), 2)
     end
-    local m = core.memoize(core.new_cache(maxsize, default_ttl, timeout), fn, skip)
+    local m = core.memoize(core.new_cache(cache_opts), fn, skip)
     return m
   end
 end

@@ -6,11 +6,15 @@
  *   ac_store.h   the bounded LRU/TTL store
  *   ac_flight.h  single-flight load coalescing
  *   ac_sched.h   the libuv loop and the ready queue
- *   ac_timer.h   timers that count from now */
+ *   ac_timer.h   timers that count from now
+ *   ac_cache.h   the cache: store + single-flight loads + batches + backend
+ *   ac_backend.h the interface of a second-level backend */
 #ifndef AC_H
 #define AC_H
 
 #include "ac_alloc.h"
+#include "ac_backend.h"
+#include "ac_cache.h"
 #include "ac_clock.h"
 #include "ac_error.h"
 #include "ac_flight.h"

@@ -46,6 +46,9 @@ AC_EXPORT uv_loop_t *ac_sched_loop(ac_sched_t *s);
 AC_EXPORT void ac_sched_set_pass(ac_sched_t *s, ac_pass_fn fn, void *ud);
 
 AC_EXPORT void ac_sched_post(ac_sched_t *s, ac_task_t *t);
+/* Takes a queued task off the queue (it will not run).  Returns 1, or 0
+ * when it was not queued.  Walks the queue: for rare cancellations. */
+AC_EXPORT int ac_sched_cancel(ac_sched_t *s, ac_task_t *t);
 /* Runs the tasks queued when it began. Returns how many ran. */
 AC_EXPORT size_t ac_sched_run_ready(ac_sched_t *s);
 AC_EXPORT size_t ac_sched_pending(const ac_sched_t *s);

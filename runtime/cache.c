@@ -1,0 +1,647 @@
+/* The cache (see ac_cache.h): the store, the flight table, and the loads
+ * and batches in progress.
+ *
+ * Data structure
+ *   store     keys -> slots, TTL, eviction (store.c)
+ *   flights   open loads by key (flight.c); a flight's data is its load
+ *   loads     every load whose flight is still open, doubly linked, so
+ *             clear() and free() reach them
+ *   batches   every batch not yet done, doubly linked; the ones still
+ *             collecting keys are also on `collecting`
+ *   refs      1 for the owner (dropped by ac_cache_free) + 1 per load and
+ *             batch not yet finished + 1 per backend write in flight: the
+ *             struct is freed when the last goes, so a loader that outlives
+ *             the cache can still finish its load.
+ *
+ * A load is OPEN while its flight is (waiters may join it, its value may
+ * be stored) and CLOSED once the flight is finished early (timed out,
+ * cancelled by free): its waiters have their outcome, and it waits only
+ * for its owner's ac_load_finish.  A stale load (the key was written while
+ * it ran) is open but detached from the flight table: it keeps its
+ * waiters, but its value is not stored and new callers do not find it.
+ *
+ * Invariants: a load is on `loads` exactly while its flight is open; each
+ * load is finished exactly once by its owner (or by this file, for loads
+ * of a batch that was never dispatched); every waiter callback runs once. */
+#include <math.h>
+#include <string.h>
+
+#include "ac_cache.h"
+#include "ac_clock.h"
+#include "ac_error.h"
+#include "ac_timer.h"
+#include "alloc.h"
+
+#define DEFAULT_MAX_BATCH 100u
+#define SWEEP_INTERVAL 1.0   /* seconds between expiry slices */
+#define SWEEP_MIN_CHECKS 1024u
+
+enum { LOAD_OPENED = 1, LOAD_LEADING, LOAD_FETCHING, LOAD_BATCHED };
+
+struct ac_load_s {
+  ac_cache_t *c;
+  ac_flight_t *flight; /* NULL once closed */
+  ac_timer_t *timer;   /* load_timeout, armed by ac_load_background */
+  ac_batch_t *batch;   /* the batch it belongs to, or NULL */
+  ac_load_t *prev, *next; /* c->loads while open */
+  double ttl;
+  uint32_t slot;       /* stored value's slot, 0 for none */
+  uint32_t joined;     /* waiters joined so far */
+  int state;
+  int stale;           /* the key was written meanwhile: do not store */
+  int stored;          /* ac_load_store was called */
+  int from_backend;    /* the value came from the backend: no write back */
+  int tag;             /* the key, for after the flight closed */
+  size_t len;
+  char *key;
+  /* the owner's bytes follow, aligned */
+};
+
+enum { BATCH_COLLECTING = 1, BATCH_QUEUED, BATCH_DISPATCHED };
+
+struct ac_batch_s {
+  ac_task_t due;       /* posted on the ready queue when due */
+  ac_cache_t *c;
+  const void *group;
+  ac_load_t **loads;
+  size_t n, cap;
+  ac_timer_t *timer;   /* the window, then load_timeout */
+  int state;
+  int closed;          /* dispatched by ac_cache_free */
+  ac_batch_t *next_collecting;
+  ac_batch_t *prev, *next; /* c->batches */
+};
+
+struct ac_cache_s {
+  ac_store_t *store;
+  ac_flights_t *flights;
+  ac_sched_t *sched;
+  ac_backend_t *backend;
+  ac_timer_t *sweeper;
+  ac_cache_ops_t ops;
+  void *ud;
+  double default_ttl, load_timeout, batch_window;
+  uint32_t max_batch;
+  size_t load_data, batch_data;
+  ac_load_t *loads;
+  ac_batch_t *batches, *collecting;
+  size_t refs;
+  int closed;
+  ac_cache_stats_t st; /* the counters kept here (store's are added) */
+};
+
+#define ALIGN(n) (((n) + 15) & ~(size_t)15)
+
+/* ---- references ---------------------------------------------------------- */
+
+static void unref(ac_cache_t *c) {
+  if (--c->refs == 0) ac__free(c);
+}
+
+/* ---- loads ---------------------------------------------------------------- */
+
+void *ac_load_data(ac_load_t *ld) { return (char *)ld + ALIGN(sizeof *ld); }
+ac_cache_t *ac_load_cache(const ac_load_t *ld) { return ld->c; }
+uint32_t ac_load_slot(const ac_load_t *ld) { return ld->slot; }
+uint32_t ac_load_waiters(const ac_load_t *ld) { return ld->joined; }
+ac_batch_t *ac_load_batch(const ac_load_t *ld) { return ld->batch; }
+int ac_load_open(const ac_load_t *ld) { return ld->flight != NULL; }
+
+const char *ac_load_key(const ac_load_t *ld, int *tag, size_t *len) {
+  if (tag) *tag = ld->tag;
+  if (len) *len = ld->len;
+  return ld->key;
+}
+
+static void unlink_load(ac_load_t *ld) {
+  ac_cache_t *c = ld->c;
+  if (ld->prev) ld->prev->next = ld->next; else c->loads = ld->next;
+  if (ld->next) ld->next->prev = ld->prev;
+  ld->prev = ld->next = NULL;
+}
+
+/* Finishes the flight of an open load: every waiter gets status.  The load
+ * stays for its owner to finish. */
+static void close_flight(ac_load_t *ld, int status) {
+  ac_flight_t *f = ld->flight;
+  if (f == NULL) return;
+  ld->flight = NULL;
+  unlink_load(ld);
+  ac_timer_free(ld->timer);
+  ld->timer = NULL;
+  ac_flight_finish(f, status);
+}
+
+static void on_load_timeout(ac_timer_t *t, void *data) {
+  ac_load_t *ld = data;
+  (void)t;
+  ld->c->st.load_timeouts++;
+  close_flight(ld, AC_ETIMEDOUT);
+}
+
+static double effective_ttl(const ac_cache_t *c, double ttl) {
+  if (ttl == 0) return c->default_ttl;
+  return isinf(ttl) ? 0 : ttl;
+}
+
+static ac_load_t *open_load(ac_cache_t *c, int tag, const void *key,
+                            size_t len, double ttl, int *err) {
+  ac_load_t *ld = ac__calloc(1, ALIGN(sizeof *ld) + c->load_data);
+  if (ld == NULL) {
+    *err = AC_ENOMEM;
+    return NULL;
+  }
+  int rc = ac_flights_start(c->flights, tag, key, len, ld, &ld->flight);
+  if (rc != 0) {
+    ac__free(ld);
+    *err = rc;
+    return NULL;
+  }
+  ld->c = c;
+  ld->ttl = effective_ttl(c, ttl);
+  ld->state = LOAD_OPENED;
+  ld->key = (char *)ac_flight_key(ld->flight, &ld->tag, &ld->len);
+  ld->next = c->loads;
+  if (ld->next) ld->next->prev = ld;
+  c->loads = ld;
+  c->refs++;
+  c->st.loads++;
+  return ld;
+}
+
+/* Frees a finished load (its flight closed). */
+static void free_load(ac_load_t *ld) {
+  ac_cache_t *c = ld->c;
+  ac__free(ld);
+  unref(c);
+}
+
+int ac_cache_lead(ac_cache_t *c, int tag, const void *key, size_t len,
+                  double ttl, ac_load_t **out) {
+  if (c->closed) return AC_ECLOSED;
+  int err;
+  ac_load_t *ld = open_load(c, tag, key, len, ttl, &err);
+  if (ld == NULL) return err;
+  *out = ld;
+  return 0;
+}
+
+static void backend_write(ac_cache_t *c, uint32_t slot);
+static void on_backend_get(void *arg, int status, const char *bytes,
+                           size_t len, double ttl_left);
+
+/* The backend key: the tag byte, then the key.  NULL when out of memory. */
+static char *backend_key(int tag, const char *key, size_t len) {
+  char *k = ac__malloc(len + 1);
+  if (k == NULL) return NULL;
+  k[0] = (char)tag;
+  if (len) memcpy(k + 1, key, len);
+  return k;
+}
+
+int ac_load_begin(ac_load_t *ld) {
+  ac_cache_t *c = ld->c;
+  ld->state = LOAD_LEADING;
+  if (c->backend == NULL || c->closed) return AC_LEAD;
+  char *k = backend_key(ld->tag, ld->key, ld->len);
+  if (k == NULL || c->backend->vt->get(c->backend, k, ld->len + 1,
+                                       on_backend_get, ld) != 0) {
+    ac__free(k); /* the backend refused: load as without one */
+    c->st.backend_errors++;
+    return AC_LEAD;
+  }
+  ac__free(k);
+  ld->state = LOAD_FETCHING;
+  ac_load_background(ld); /* the wait is bounded from here on */
+  return AC_JOIN;
+}
+
+static void on_backend_get(void *arg, int status, const char *bytes,
+                           size_t len, double ttl_left) {
+  ac_load_t *ld = arg;
+  ac_cache_t *c = ld->c;
+  ld->state = LOAD_LEADING;
+  if (status == 0 && ld->flight != NULL && !ld->stale && !c->closed) {
+    int is_new;
+    int64_t slot = ac_store_set(c->store, ld->tag, ld->key, ld->len,
+                                isinf(ttl_left) ? 0 : ttl_left, &is_new);
+    if (slot > 0 && c->ops.decode(c->ud, (uint32_t)slot, bytes, len) == 0) {
+      c->st.backend_hits++;
+      ld->stored = 1;
+      ld->from_backend = 1;
+      ld->slot = (uint32_t)slot;
+      /* The waiters get the value now; the owner finishes the load. */
+      close_flight(ld, 0);
+      c->ops.load(c->ud, ld, 1);
+      return;
+    }
+    if (slot > 0) ac_store_delete(c->store, ld->tag, ld->key, ld->len);
+    c->st.backend_errors++; /* corrupt bytes: load it afresh */
+  } else if (status == AC_ENOENT) {
+    c->st.backend_misses++;
+  } else if (status != 0) {
+    c->st.backend_errors++;
+  }
+  c->ops.load(c->ud, ld, 0);
+}
+
+void ac_load_background(ac_load_t *ld) {
+  ac_cache_t *c = ld->c;
+  if (ld->flight == NULL || ld->timer != NULL || isinf(c->load_timeout) ||
+      c->load_timeout <= 0)
+    return;
+  ld->timer = ac_timer_new(c->sched, on_load_timeout, ld);
+  /* Out of memory: no timeout for this load, which still ends normally. */
+  if (ld->timer != NULL) ac_timer_start(ld->timer, c->load_timeout, 0);
+}
+
+int64_t ac_load_store(ac_load_t *ld) {
+  ac_cache_t *c = ld->c;
+  if (ld->stored) return ld->slot;
+  ld->stored = 1;
+  if (ld->flight == NULL || ld->stale || c->closed) return 0;
+  int is_new;
+  int64_t slot = ac_store_set(c->store, ld->tag, ld->key, ld->len, ld->ttl, &is_new);
+  if (slot > 0) ld->slot = (uint32_t)slot;
+  return slot;
+}
+
+void ac_load_finish(ac_load_t *ld, int status, uint32_t slot) {
+  ac_cache_t *c = ld->c;
+  if (status == AC_ELOAD) c->st.load_errors++;
+  if (ld->flight != NULL) {
+    ld->slot = status == 0 ? slot : 0;
+    close_flight(ld, status);
+  }
+  if (status == 0 && slot != 0 && !ld->from_backend && !c->closed)
+    backend_write(c, slot);
+  free_load(ld);
+}
+
+static void on_flight_waiter(ac_waiter_t *fw, ac_flight_t *f, int status) {
+  ac_load_waiter_t *w = (ac_load_waiter_t *)fw;
+  w->cb(w, ac_flight_data(f), status);
+}
+
+void ac_load_join(ac_load_t *ld, ac_load_waiter_t *w) {
+  w->flight_.cb = on_flight_waiter;
+  w->flight_.data = w;
+  ac_flight_join(ld->flight, &w->flight_);
+  ld->joined++;
+}
+
+/* ---- batches ---------------------------------------------------------------- */
+
+void *ac_batch_data(ac_batch_t *b) { return (char *)b + ALIGN(sizeof *b); }
+size_t ac_batch_size(const ac_batch_t *b) { return b->n; }
+ac_load_t *ac_batch_load(const ac_batch_t *b, size_t i) {
+  return i < b->n ? b->loads[i] : NULL;
+}
+const void *ac_batch_group(const ac_batch_t *b) { return b->group; }
+ac_cache_t *ac_batch_cache(const ac_batch_t *b) { return b->c; }
+int ac_batch_closed(const ac_batch_t *b) { return b->closed; }
+
+static void unlink_collecting(ac_batch_t *b) {
+  ac_batch_t **p = &b->c->collecting;
+  while (*p != NULL && *p != b) p = &(*p)->next_collecting;
+  if (*p == b) *p = b->next_collecting;
+  b->next_collecting = NULL;
+}
+
+/* Runs in a pass of the ready queue. */
+static void on_batch_due(ac_task_t *t) {
+  ac_batch_t *b = t->data;
+  ac_cache_t *c = b->c;
+  b->state = BATCH_DISPATCHED;
+  c->st.batches++;
+  c->st.batched_keys += b->n;
+  c->ops.dispatch(c->ud, b);
+}
+
+static void make_due(ac_batch_t *b) {
+  if (b->state != BATCH_COLLECTING) return;
+  b->state = BATCH_QUEUED;
+  unlink_collecting(b);
+  if (b->timer != NULL) ac_timer_stop(b->timer);
+  ac_sched_post(b->c->sched, &b->due);
+}
+
+static void on_batch_timer(ac_timer_t *t, void *data) {
+  ac_batch_t *b = data;
+  (void)t;
+  if (b->state == BATCH_COLLECTING) {
+    make_due(b);
+    return;
+  }
+  /* The batch loader outlived load_timeout: release every key's waiters. */
+  for (size_t i = 0; i < b->n; i++)
+    if (b->loads[i]->flight != NULL) {
+      b->c->st.load_timeouts++;
+      close_flight(b->loads[i], AC_ETIMEDOUT);
+    }
+}
+
+static ac_batch_t *open_batch(ac_cache_t *c, const void *group, int *err) {
+  for (ac_batch_t *b = c->collecting; b != NULL; b = b->next_collecting)
+    if (b->group == group) return b;
+  ac_batch_t *b = ac__calloc(1, ALIGN(sizeof *b) + c->batch_data);
+  if (b != NULL) b->timer = ac_timer_new(c->sched, on_batch_timer, b);
+  if (b == NULL || b->timer == NULL) {
+    ac__free(b);
+    *err = AC_ENOMEM;
+    return NULL;
+  }
+  b->due.fn = on_batch_due;
+  b->due.data = b;
+  b->c = c;
+  b->group = group;
+  b->state = BATCH_COLLECTING;
+  b->next_collecting = c->collecting;
+  c->collecting = b;
+  b->next = c->batches;
+  if (b->next) b->next->prev = b;
+  c->batches = b;
+  c->refs++;
+  /* The window never outlasts load_timeout: no caller waits forever. */
+  double window = c->batch_window;
+  if (c->load_timeout > 0 && window > c->load_timeout) window = c->load_timeout;
+  ac_timer_start(b->timer, window, 0);
+  return b;
+}
+
+int ac_cache_batch(ac_cache_t *c, const void *group, int tag, const void *key,
+                   size_t len, double ttl, ac_load_t **out) {
+  if (c->closed) return AC_ECLOSED;
+  int err;
+  ac_batch_t *b = open_batch(c, group, &err);
+  if (b == NULL) return err;
+  if (b->n == b->cap) {
+    size_t cap = b->cap ? b->cap * 2 : 16;
+    ac_load_t **loads = ac__realloc(b->loads, cap * sizeof *loads);
+    if (loads == NULL) return AC_ENOMEM; /* an empty batch just dispatches nothing */
+    b->loads = loads;
+    b->cap = cap;
+  }
+  ac_load_t *ld = open_load(c, tag, key, len, ttl, &err);
+  if (ld == NULL) return err;
+  ld->state = LOAD_BATCHED;
+  ld->batch = b;
+  b->loads[b->n++] = ld;
+  if (b->n >= c->max_batch) make_due(b);
+  *out = ld;
+  return 0;
+}
+
+void ac_batch_background(ac_batch_t *b) {
+  ac_cache_t *c = b->c;
+  if (b->timer == NULL || c->closed || isinf(c->load_timeout) || c->load_timeout <= 0)
+    return;
+  ac_timer_start(b->timer, c->load_timeout, 0);
+}
+
+void ac_batch_done(ac_batch_t *b) {
+  ac_cache_t *c = b->c;
+  if (b->state == BATCH_COLLECTING) unlink_collecting(b);
+  if (b->prev) b->prev->next = b->next; else c->batches = b->next;
+  if (b->next) b->next->prev = b->prev;
+  ac_timer_free(b->timer);
+  ac__free(b->loads);
+  ac__free(b);
+  unref(c);
+}
+
+/* ---- the cache ------------------------------------------------------------- */
+
+static void on_removed(void *ud, uint32_t slot, int tag, const char *key,
+                       size_t len, ac_removed_t why) {
+  ac_cache_t *c = ud;
+  if (c->ops.removed) c->ops.removed(c->ud, slot, tag, key, len, why);
+}
+
+static void on_sweep(ac_timer_t *t, void *data) {
+  (void)t;
+  ac_cache_expire(data, 0);
+}
+
+ac_cache_t *ac_cache_new(const ac_cache_options_t *o, int *err) {
+  int dummy;
+  if (err == NULL) err = &dummy;
+  if (o == NULL || o->sched == NULL || o->maxsize == 0 || o->maxsize == UINT32_MAX ||
+      isnan(o->default_ttl) || o->default_ttl < 0 || isnan(o->load_timeout) ||
+      o->load_timeout < 0 || isnan(o->batch_window) || o->batch_window < 0 ||
+      (o->backend != NULL && (o->ops.load == NULL || o->ops.encode == NULL ||
+                              o->ops.decode == NULL))) {
+    *err = AC_EINVAL;
+    return NULL;
+  }
+  ac_cache_t *c = ac__calloc(1, sizeof *c);
+  if (c == NULL) goto nomem;
+  c->refs = 1;
+  ac_store_options_t so = {o->maxsize, on_removed, c, o->clock};
+  c->store = ac_store_new(&so, err);
+  c->flights = ac_flights_new();
+  c->sweeper = ac_timer_new(o->sched, on_sweep, c);
+  if (c->store == NULL || c->flights == NULL || c->sweeper == NULL) {
+    ac_store_free(c->store);
+    ac_flights_free(c->flights);
+    ac_timer_free(c->sweeper);
+    ac__free(c);
+    goto nomem;
+  }
+  c->sched = o->sched;
+  c->backend = o->backend;
+  c->ops = o->ops;
+  c->ud = o->ud;
+  c->default_ttl = isinf(o->default_ttl) ? 0 : o->default_ttl;
+  c->load_timeout = o->load_timeout == 0 ? INFINITY : o->load_timeout;
+  c->batch_window = o->batch_window;
+  c->max_batch = o->max_batch_size ? o->max_batch_size : DEFAULT_MAX_BATCH;
+  c->load_data = ALIGN(o->load_data_size);
+  c->batch_data = ALIGN(o->batch_data_size);
+  ac_timer_start(c->sweeper, SWEEP_INTERVAL, SWEEP_INTERVAL);
+  ac_timer_unref(c->sweeper); /* sweeping alone keeps no loop alive */
+  *err = 0;
+  return c;
+nomem:
+  *err = AC_ENOMEM;
+  return NULL;
+}
+
+void ac_cache_free(ac_cache_t *c) {
+  if (c == NULL || c->closed) return;
+  c->closed = 1;
+  /* Open loads release their waiters; their owners finish them later. */
+  while (c->loads != NULL) close_flight(c->loads, AC_ECANCELED);
+  /* Batches never dispatched are handed to their owner now, closed, so it
+   * finishes their loads (already cancelled) and releases what it holds. */
+  for (ac_batch_t *b = c->batches, *next; b != NULL; b = next) {
+    next = b->next;
+    if (b->state == BATCH_DISPATCHED) continue;
+    if (b->state == BATCH_QUEUED) ac_sched_cancel(c->sched, &b->due);
+    if (b->state == BATCH_COLLECTING) unlink_collecting(b);
+    b->state = BATCH_DISPATCHED;
+    b->closed = 1;
+    c->ops.dispatch(c->ud, b);
+  }
+  ac_flights_free(c->flights);
+  c->flights = NULL;
+  ac_store_free(c->store); /* reports every entry removed */
+  c->store = NULL;
+  ac_timer_free(c->sweeper);
+  c->sweeper = NULL;
+  unref(c);
+}
+
+int ac_cache_get(ac_cache_t *c, int tag, const void *key, size_t len,
+                 ac_lookup_t *out) {
+  if (c->closed) return AC_MISS;
+  uint32_t slot = ac_store_get(c->store, tag, key, len);
+  if (slot != 0) {
+    out->slot = slot;
+    return AC_HIT;
+  }
+  ac_flight_t *f = ac_flights_find(c->flights, tag, key, len);
+  if (f != NULL) {
+    out->load = ac_flight_data(f);
+    return AC_JOIN;
+  }
+  return AC_MISS;
+}
+
+uint32_t ac_cache_peek(ac_cache_t *c, int tag, const void *key, size_t len) {
+  if (c->closed) return 0;
+  return ac_store_peek(c->store, tag, key, len);
+}
+
+ac_load_t *ac_cache_loading(ac_cache_t *c, int tag, const void *key,
+                            size_t len) {
+  if (c->closed) return NULL;
+  ac_flight_t *f = ac_flights_find(c->flights, tag, key, len);
+  return f ? ac_flight_data(f) : NULL;
+}
+
+/* A write to a key: a load of it in progress predates the write, so its
+ * result is not stored and later callers do not join it. */
+static void make_stale(ac_cache_t *c, int tag, const void *key, size_t len) {
+  ac_flight_t *f = ac_flights_find(c->flights, tag, key, len);
+  if (f == NULL) return;
+  ((ac_load_t *)ac_flight_data(f))->stale = 1;
+  ac_flight_detach(f);
+}
+
+int64_t ac_cache_set(ac_cache_t *c, int tag, const void *key, size_t len,
+                     double ttl) {
+  if (c->closed) return AC_ECLOSED;
+  int is_new;
+  int64_t slot = ac_store_set(c->store, tag, key, len, effective_ttl(c, ttl), &is_new);
+  if (slot > 0) make_stale(c, tag, key, len);
+  return slot;
+}
+
+void ac_cache_written(ac_cache_t *c, uint32_t slot) {
+  if (!c->closed) backend_write(c, slot);
+}
+
+/* ---- the backend's writes ---------------------------------------------------- */
+
+static void on_backend_done(void *arg, int status) {
+  ac_cache_t *c = arg;
+  if (status != 0) c->st.backend_errors++;
+  unref(c);
+}
+
+static void backend_write(ac_cache_t *c, uint32_t slot) {
+  if (c->backend == NULL) return;
+  int tag;
+  size_t len, vlen;
+  const char *key = ac_store_key(c->store, slot, &tag, &len);
+  const char *bytes;
+  if (key == NULL) return;
+  if (c->ops.encode(c->ud, slot, &bytes, &vlen) != 0) {
+    c->st.unencodable++; /* kept in this cache only */
+    return;
+  }
+  char *k = backend_key(tag, key, len);
+  double ttl = ac_store_ttl_left(c->store, slot);
+  if (k == NULL ||
+      c->backend->vt->set(c->backend, k, len + 1, bytes, vlen, ttl, on_backend_done, c) != 0)
+    c->st.backend_errors++;
+  else
+    c->refs++;
+  ac__free(k);
+}
+
+static void backend_delete(ac_cache_t *c, int tag, const void *key, size_t len) {
+  if (c->backend == NULL) return;
+  char *k = backend_key(tag, key, len);
+  if (k == NULL || c->backend->vt->del(c->backend, k, len + 1, on_backend_done, c) != 0)
+    c->st.backend_errors++;
+  else
+    c->refs++;
+  ac__free(k);
+}
+
+int ac_cache_delete(ac_cache_t *c, int tag, const void *key, size_t len) {
+  if (c->closed) return AC_ECLOSED;
+  make_stale(c, tag, key, len);
+  backend_delete(c, tag, key, len);
+  return ac_store_delete(c->store, tag, key, len);
+}
+
+void ac_cache_clear(ac_cache_t *c) {
+  if (c->closed) return;
+  ac_store_clear(c->store);
+  for (ac_load_t *ld = c->loads; ld != NULL; ld = ld->next) {
+    ld->stale = 1;
+    ac_flight_detach(ld->flight);
+  }
+  if (c->backend != NULL) {
+    if (c->backend->vt->clear(c->backend, on_backend_done, c) != 0)
+      c->st.backend_errors++;
+    else
+      c->refs++;
+  }
+}
+
+uint32_t ac_cache_expire(ac_cache_t *c, double max_seconds) {
+  (void)max_seconds;
+  if (c->closed || ac_store_ttl_count(c->store) == 0) return 0;
+  ac_store_stats_t st;
+  ac_store_stats(c->store, &st);
+  uint32_t checks = st.size / 4 > SWEEP_MIN_CHECKS ? st.size / 4 : SWEEP_MIN_CHECKS;
+  return ac_store_expire(c->store, checks);
+}
+
+/* ---- reading --------------------------------------------------------------------- */
+
+double ac_cache_ttl_left(const ac_cache_t *c, uint32_t slot) {
+  return c->closed ? 0 : ac_store_ttl_left(c->store, slot);
+}
+
+const char *ac_cache_key(const ac_cache_t *c, uint32_t slot, int *tag,
+                         size_t *len) {
+  return c->closed ? NULL : ac_store_key(c->store, slot, tag, len);
+}
+
+void ac_cache_stats(const ac_cache_t *c, ac_cache_stats_t *out) {
+  *out = c->st;
+  if (c->closed) return;
+  ac_store_stats_t s;
+  ac_store_stats(c->store, &s);
+  out->hits = s.hits;
+  out->misses = s.misses;
+  out->evictions = s.evictions;
+  out->expirations = s.expirations;
+  out->size = s.size;
+  out->maxsize = s.maxsize;
+  out->ttl_count = ac_store_ttl_count(c->store);
+  out->in_flight = (uint32_t)ac_flights_count(c->flights);
+  out->memory_bytes = ac_store_memory(c->store);
+}
+
+double ac_cache_load_timeout(const ac_cache_t *c) { return c->load_timeout; }
+double ac_cache_default_ttl(const ac_cache_t *c) { return c->default_ttl; }
+
+void ac_backend_free(ac_backend_t *b) {
+  if (b != NULL) b->vt->free(b);
+}
