@@ -125,6 +125,10 @@ ac_load_t *lbatch_enqueue(lua_State *L, lcache *c, const lload_spec *spec);
 /* The core's ops.dispatch: runs a due batch's loader. */
 void lbatch_dispatch(void *ud, ac_batch_t *b);
 
+/* cache:get(key[, loader | opts]) (lua_cache.c). */
+int lcache_get(lua_State *L);
+/* cache:warmup(loaders[, opts]) (lua_warmup.c). */
+int lcache_warmup(lua_State *L);
 /* cache:get_many(keys[, opts]) (lua_many.c). */
 int lcache_get_many(lua_State *L);
 /* Bytes of the binding's part of a batch (lua_batch.c). */

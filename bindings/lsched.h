@@ -102,6 +102,8 @@ void lsched_release_loader(lsched *ls, ltask *t, int status);
  * to fix it when L cannot wait (not a task, or not yieldable).  `what`
  * names the operation in that message ("cache:get()"). */
 ltask *lsched_park(lua_State *L, const char *what);
+/* Could the coroutine running on L wait (is it a task, and yieldable)? */
+int lsched_can_wait(lua_State *L);
 /* Yields the parked task; the calling C function must `return` this. */
 int lsched_yield(lua_State *L);
 /* Makes a parked task ready; res (may be NULL) is delivered to it and one

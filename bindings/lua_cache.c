@@ -119,7 +119,7 @@ static int get_options(lua_State *L, lcache *c, double *ttl, int *batch) {
 
 /* ---- methods ------------------------------------------------------------- */
 
-static int cache_get(lua_State *L) {
+int lcache_get(lua_State *L) {
   lcache *c = lcache_check(L, 1, "get");
   lkey k;
   lkey_get(L, 2, &k, "get");
@@ -312,8 +312,8 @@ static int new_cache(lua_State *L) {
 
 void lcache_open(lua_State *L) {
   static const luaL_Reg methods[] = {
-      {"get", cache_get},         {"get_many", lcache_get_many},
-      {"set", cache_set},
+      {"get", lcache_get},         {"get_many", lcache_get_many},
+      {"set", cache_set},         {"warmup", lcache_warmup},
       {"delete", cache_delete},   {"clear", cache_clear},
       {"contains", cache_contains}, {"get_metrics", cache_metrics},
       {"close", cache_close},     {"is_closed", cache_is_closed},     {NULL, NULL}};
@@ -321,7 +321,6 @@ void lcache_open(lua_State *L) {
                                   {"__close", cache_close},
                                   {"__tostring", cache_tostring},
                                   {NULL, NULL}};
-  /* cache/async_cache.lua adds its Lua methods to "methods" */
   ltype_register(L, CACHE_MT, "AsyncCache", methods, meta);
   lua_pushcfunction(L, new_cache);
 }

@@ -471,8 +471,10 @@ static int l_sleep(lua_State *L) {
 }
 
 /* Could the running coroutine wait here (is it a task, and yieldable)? */
+int lsched_can_wait(lua_State *L) { return task_of(lsched_get(L), L) != NULL; }
+
 static int l_can_wait(lua_State *L) {
-  lua_pushboolean(L, task_of(lsched_get(L), L) != NULL);
+  lua_pushboolean(L, lsched_can_wait(L));
   return 1;
 }
 

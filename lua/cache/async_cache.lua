@@ -6,11 +6,10 @@
 --   c:warmup{ ["hot:key"] = function() return preload() end }
 --   c:get_metrics()   --> { hits =, misses =, size =, hit_rate =, ... }
 --
--- The cache object and its hot methods (get, set, delete, clear, contains,
--- get_metrics, close) are C (cache.core); option checking and the methods
--- built from them live here.
+-- The cache object and every method (get, get_many, set, delete, clear,
+-- contains, warmup, get_metrics, close) are C (cache.core, over the core's
+-- ac_cache_t); the options are checked here, in one place.
 local core = require "cache.core"
-local runtime = require "cache.runtime"
 local util = require "cache.util"
 
 local callable, describe = util.callable, util.describe
@@ -23,7 +22,6 @@ local DEFAULT_LOAD_TIMEOUT = 30 -- seconds; no caller waits forever by default
 
 local _M = {}
 
-local methods = core.cache_methods
 
 local function check_positive(opts, name, level)
   local v = opts[name]
@@ -116,67 +114,6 @@ end
 --- Creates a cache (errors in opts raised at level, as check does).
 function _M.new(opts, level)
   return core.new_cache(_M.check(opts, (level or 2) + 1))
-end
-
---- Loads many keys concurrently: { [key] = loader, ... }, each stored with
--- opts.ttl when given (else the cache's default).  Keys already in the
--- cache are not reloaded.  Returns how many keys were loaded, and a
--- table { [key] = err } of the loads that failed (nil when none did).
-local WARMUP_OPTIONS = { ttl = true }
-
-function methods:warmup(loaders, opts)
-  if type(loaders) ~= "table" then
-    error("cache:warmup(): loaders must be a table of key = loader, got " .. type(loaders), 2)
-  end
-  if opts ~= nil then
-    if type(opts) ~= "table" then
-      error("cache:warmup(): opts must be a table, got " .. type(opts), 2)
-    end
-    for k in pairs(opts) do
-      if not WARMUP_OPTIONS[k] then
-        error(("cache:warmup(): unknown option '%s' (options: ttl)"):format(tostring(k)), 2)
-      end
-    end
-    local ttl = opts.ttl
-    if ttl ~= nil and (type(ttl) ~= "number" or not (ttl > 0)) then
-      error("cache:warmup(): opts.ttl must be a positive number of seconds, got " .. describe(ttl), 2)
-    end
-  end
-  local ttl = opts and opts.ttl
-  if self:is_closed() then error("the cache is closed", 2) end
-  local fns, keys = {}, {}
-  for key, loader in pairs(loaders) do
-    if not util.is_key(key) then
-      error("cache:warmup(): key must be a string, number or boolean, got " .. describe(key), 2)
-    end
-    if not callable(loader) then
-      error(("cache:warmup(): the loader for key %s must be a function, got %s"):format(
-        tostring(key), type(loader)), 2)
-    end
-    if not self:contains(key) then
-      keys[#keys + 1] = key
-      fns[#fns + 1] = ttl and function() return self:get(key, { loader = loader, ttl = ttl }) end
-        or function() return self:get(key, loader) end
-    end
-  end
-  if #fns == 0 then return 0, nil end
-  if not runtime.can_wait() then
-    error("cache:warmup() must wait for its loads, which needs a coroutine run by the cache runtime: "
-      .. "call it inside runtime.run(fn) or runtime.spawn(fn), or run the script with acache", 2)
-  end
-  local results = runtime.gather(table.unpack(fns))
-  local loaded, errors = 0, nil
-  for i, r in ipairs(results) do
-    local value, err = r[1], r[2]
-    if r.ok == false then err, value = r.err, nil end
-    if value ~= nil then
-      loaded = loaded + 1
-    elseif err ~= nil then
-      errors = errors or {}
-      errors[keys[i]] = err
-    end
-  end
-  return loaded, errors
 end
 
 return _M
