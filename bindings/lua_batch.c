@@ -33,7 +33,7 @@ size_t lbatch_data_size(void) { return sizeof(lbatch); }
 
 /* Releases what the batch holds and lets the core free it. */
 static void free_batch(lua_State *L, lbatch *b) {
-  if (b->c != NULL) {
+  if (b->c != NULL) { /* luaL_unref ignores LUA_NOREF */
     luaL_unref(L, LUA_REGISTRYINDEX, b->fn_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, b->keys_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, b->cache_ref);
@@ -236,7 +236,7 @@ void lbatch_dispatch(void *ud, ac_batch_t *batch) {
   lbatch *b = ac_batch_data(batch);
   lua_State *L = lsched_cbstate(c->ls);
   b->batch = batch;
-  if (ac_batch_closed(batch) || b->c == NULL) {
+  if (ac_batch_closed(batch) || b->c == NULL || b->n == 0) {
     /* The cache closed first (its loads' waiters are released), or the
      * batch never got a key: nothing to run. */
     for (size_t i = 0; i < ac_batch_size(batch); i++)
@@ -269,6 +269,24 @@ void lbatch_dispatch(void *ud, ac_batch_t *batch) {
   ac_batch_background(batch);
 }
 
+/* enqueue_lua(batch data, batch loader, key, cache): the Lua side of a
+ * key joining a batch, under lua_pcall (it allocates). */
+static int enqueue_lua(lua_State *L) {
+  lbatch *b = lua_touserdata(L, 1);
+  if (b->keys_ref == LUA_NOREF) { /* the batch's first key */
+    lua_newtable(L);
+    b->keys_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushvalue(L, 2);
+    b->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushvalue(L, 4);
+    b->cache_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, b->keys_ref);
+  lua_pushvalue(L, 3);
+  lua_rawseti(L, -2, b->n + 1);
+  return 0;
+}
+
 ac_load_t *lbatch_enqueue(lua_State *L, lcache *c, const lload_spec *spec) {
   ac_load_t *ld;
   int rc = ac_cache_batch(c->cache, lua_topointer(L, spec->batch_fn), spec->tag,
@@ -277,20 +295,21 @@ ac_load_t *lbatch_enqueue(lua_State *L, lcache *c, const lload_spec *spec) {
   lload_init(ld, c, LOAD_GET);
   ac_batch_t *batch = ac_load_batch(ld);
   lbatch *b = ac_batch_data(batch);
-  if (b->c == NULL) { /* the batch's first key */
+  if (b->c == NULL) {
     b->batch = batch;
-    lua_pushvalue(L, spec->batch_fn);
-    b->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_newtable(L);
-    b->keys_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_pushvalue(L, 1);
-    b->cache_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     b->c = c;
+    b->fn_ref = b->keys_ref = b->cache_ref = LUA_NOREF;
   }
-  lua_rawgeti(L, LUA_REGISTRYINDEX, b->keys_ref);
+  lua_pushcfunction(L, enqueue_lua);
+  lua_pushlightuserdata(L, b);
+  lua_pushvalue(L, spec->batch_fn);
   lua_pushvalue(L, spec->first);
-  lua_rawseti(L, -2, ++b->n);
-  lua_pop(L, 1);
+  lua_pushvalue(L, 1);
+  if (lua_pcall(L, 4, 0, 0) != LUA_OK) {
+    ac_load_abort(ld); /* the batch's keys and loads stay in step */
+    lua_error(L);
+  }
+  b->n++;
   return ld;
 }
 

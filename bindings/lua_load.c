@@ -42,7 +42,7 @@ lresult *lload_status_result(ac_load_t *ld, int status) {
   lload *d = lload_of(ld);
   if (d->result != NULL) return d->result;
   lresult *r = lresult_new(d->c->ls, (int)ac_load_waiters(ld));
-  if (r == NULL) return NULL;
+  if (r == NULL) return lresult_oom();
   if (status == AC_ETIMEDOUT)
     snprintf(r->cerr, sizeof r->cerr, "load timed out after %g seconds",
              ac_cache_load_timeout(ac_load_cache(ld)));
@@ -309,16 +309,22 @@ static int lead(lua_State *L, lcache *c, const lload_spec *spec, ltask *me) {
     }
     anchor_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
+  /* The cache's anchor for a loader that goes on in the background, taken
+   * now: nothing may raise once the load is open. */
+  lua_pushvalue(L, 1);
+  int cache_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   ac_load_t *ld;
   int rc = ac_cache_lead(c->cache, spec->tag, spec->key, spec->len, spec->ttl, &ld);
   if (rc != 0) {
     luaL_unref(L, LUA_REGISTRYINDEX, anchor_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, cache_ref);
     lsched_release_loader(c->ls, t, LUA_OK);
     return luaL_error(L, "cannot load: %s", ac_strerror(rc));
   }
   lload_init(ld, c, spec->mode);
   lload *d = lload_of(ld);
   d->anchor_ref = anchor_ref;
+  d->cache_ref = cache_ref;
   /* No backend in this version: the core always answers AC_LEAD. */
   (void)ac_load_begin(ld);
   t->done = on_loader_done;
@@ -343,8 +349,6 @@ static int lead(lua_State *L, lcache *c, const lload_spec *spec, ltask *me) {
     if (spec->mode == LOAD_CALL) return lua_error(L);
     return 2;
   }
-  lua_pushvalue(L, 1);
-  d->cache_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lsched_hold(c->ls, &d->held, release_load);
   ac_load_background(ld);
   return lload_wait(L, ld, spec->mode);

@@ -18,71 +18,86 @@ static const char *const GET_MANY_OPTIONS[] = {"ttl", "batch_loader", NULL};
 
 typedef struct {
   ac_load_waiter_t w;
-  lresult *res; /* an outcome without values, once its flight closed */
+  int status; /* an outcome without values (timeout, close, no memory) */
 } many_slot;
 
 typedef struct {
   ltask *task;
-  int pending; /* flights not closed yet */
+  lsched *ls;
+  int pending;   /* loads not finished yet */
   int n;
-  int keys_ref, values_ref, errors_ref;
-  int self_ref; /* anchors the group while waiters point into it: the
-                   coroutine's stack alone does not (it may be closed) */
+  int abandoned; /* get_many raised after joining: nobody collects */
+  int self_ref;  /* anchors the group while waiters point into it: the
+                    coroutine's stack alone does not (it may be closed) */
   many_slot slot[];
 } many_group;
 
-/* Sets out[keys[i]] = value (value at idx of L); out is values or errors. */
-static void many_put(lua_State *L, many_group *g, int i, int out_ref, int idx) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, out_ref);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, g->keys_ref);
-  lua_rawgeti(L, -1, i + 1);
-  lua_remove(L, -2);
-  lua_pushvalue(L, idx);
-  lua_settable(L, -3);
-  lua_pop(L, 1);
-}
-
+/* A load of key i has finished.  Nothing here may raise or allocate a Lua
+ * object (it runs inside the core's ac_load_finish): the outcome goes onto
+ * the parked task's stack as (i, value, err), which its resume receives,
+ * or stays in the slot as a status. */
 static void many_on_waiter(ac_load_waiter_t *w, ac_load_t *load, int status) {
   many_group *g = w->data;
   lload *ld = lload_of(load);
   many_slot *s = (many_slot *)((char *)w - offsetof(many_slot, w));
   int i = (int)(s - g->slot);
-  lua_State *L = ld->out_L;
-  if (L != NULL && lua_checkstack(L, 4)) {
-    if (!lua_isnil(L, ld->out)) many_put(L, g, i, g->values_ref, ld->out);
-    else if (ld->out_n >= 2 && !lua_isnil(L, ld->out + 1))
-      many_put(L, g, i, g->errors_ref, ld->out + 1);
+  if (g->abandoned) {
+    if (--g->pending == 0)
+      luaL_unref(lsched_cbstate(g->ls), LUA_REGISTRYINDEX, g->self_ref);
+    return;
+  }
+  lua_State *from = ld->out_L, *co = g->task->co;
+  if (from != NULL && lua_checkstack(from, 2) && lua_checkstack(co, 4)) {
+    lua_pushinteger(co, i);
+    lua_pushvalue(from, ld->out);
+    if (ld->out_n >= 2) lua_pushvalue(from, ld->out + 1);
+    else lua_pushnil(from);
+    lua_xmove(from, co, 2);
+    g->task->nargs += 3;
   } else {
-    /* one of its references is this slot's */
-    s->res = lload_status_result(load, status != 0 ? status : AC_ECANCELED);
+    s->status = status != 0 ? status : AC_ENOMEM;
   }
   if (--g->pending == 0) lsched_wake(g->task, NULL);
 }
 
-/* Adds the outcomes kept in slots, releases the refs, and returns values
- * (index 4) and errors (index 5, nil when empty); the group is at 6. */
+/* t[keys[i]] = the value at idx (t at tidx, keys at 2). */
+static void put(lua_State *L, int tidx, int i, int idx) {
+  lua_rawgeti(L, 2, i + 1);
+  lua_pushvalue(L, idx);
+  lua_settable(L, tidx);
+}
+
+/* The resumed task: stack 1..6 as when it parked (values at 4, errors at
+ * 5, the group at 6), then (i, value, err) for each load that finished
+ * with values.  Returns values and errors (nil when empty). */
 static int many_collect(lua_State *L, int status, lua_KContext ctx) {
   (void)status, (void)ctx;
   many_group *g = lua_touserdata(L, 6);
+  luaL_unref(L, LUA_REGISTRYINDEX, g->self_ref);
+  g->self_ref = LUA_NOREF;
+  int top = lua_gettop(L);
+  for (int at = 7; at + 2 <= top; at += 3) {
+    int i = (int)lua_tointeger(L, at);
+    if (!lua_isnil(L, at + 1)) put(L, 4, i, at + 1);
+    else if (!lua_isnil(L, at + 2)) put(L, 5, i, at + 2);
+  }
   lua_settop(L, 6);
   for (int i = 0; i < g->n; i++) {
-    lresult *r = g->slot[i].res;
-    if (r == NULL) continue;
-    g->slot[i].res = NULL;
-    int n = lresult_push(L, r);
-    lresult_release(L, r);
-    if (n >= 2 && !lua_isnil(L, 8)) {
-      lua_rawgeti(L, 2, i + 1);
-      lua_pushvalue(L, 8);
-      lua_settable(L, 5);
-    }
+    int st = g->slot[i].status;
+    if (st == 0) continue;
+    g->slot[i].status = 0;
+    if (st == AC_ETIMEDOUT)
+      lua_pushfstring(L, "load timed out after %f seconds",
+                      ac_cache_load_timeout(((lcache *)lua_touserdata(L, 1))->cache));
+    else if (st == AC_ECANCELED)
+      lua_pushliteral(L, "the cache was closed while loading");
+    else if (st == AC_ENOMEM)
+      lua_pushliteral(L, "not enough memory");
+    else
+      lua_pushfstring(L, "load failed: %s", ac_strerror(st));
+    put(L, 5, i, 7);
     lua_settop(L, 6);
   }
-  luaL_unref(L, LUA_REGISTRYINDEX, g->keys_ref);
-  luaL_unref(L, LUA_REGISTRYINDEX, g->values_ref);
-  luaL_unref(L, LUA_REGISTRYINDEX, g->errors_ref);
-  luaL_unref(L, LUA_REGISTRYINDEX, g->self_ref);
-  g->keys_ref = g->values_ref = g->errors_ref = g->self_ref = LUA_NOREF;
   lua_pushnil(L);
   if (lua_next(L, 5) == 0) {
     lua_pushnil(L);
@@ -92,62 +107,20 @@ static int many_collect(lua_State *L, int status, lua_KContext ctx) {
   return 2;
 }
 
-/* cache:get_many(keys[, opts]): the values of many keys, { [key] = value },
- * and a table of errors { [key] = err } (nil when none).  Missing keys go
- * to the batch loader (opts.batch_loader or the cache's) in as few batches
- * as the batch size allows; keys being loaded already are joined. */
-int lcache_get_many(lua_State *L) {
-  lcache *c = lcache_check(L, 1, "get_many");
-  if (lua_type(L, 2) != LUA_TTABLE)
-    return luaL_error(L, "cache:get_many(): keys must be a table (a list of keys), got %s",
-                      luaL_typename(L, 2));
-  double ttl = 0; /* the cache's default */
-  lua_settop(L, 3);
-  if (!lua_isnil(L, 3)) {
-    if (!lua_istable(L, 3))
-      return luaL_error(L, "cache:get_many(): opts must be a table, got %s", luaL_typename(L, 3));
-    ltype_check_options(L, 3, "cache:get_many()", GET_MANY_OPTIONS);
-    if (lua_getfield(L, 3, "ttl") != LUA_TNIL) ttl = lcache_check_ttl(L, -1, "cache:get_many()");
-    lua_pop(L, 1);
-    lua_getfield(L, 3, "batch_loader");
-    if (!lua_isnil(L, -1)) lcache_check_callable(L, -1, "cache:get_many()", "batch_loader");
-    lua_replace(L, 3);
-  }
-  if (lua_isnil(L, 3) && c->batch_fn_ref != LUA_NOREF) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, c->batch_fn_ref);
-    lua_replace(L, 3);
-  }
+/* many_join(cache, keys, batch-or-nil, values, errors, group, ttl): reads
+ * the hits and joins (or queues in a batch) the misses.  Run under
+ * lua_pcall: an error once some loads were joined leaves the group to
+ * its waiters (abandoned), never a waiter pointing at a dead task. */
+static int many_join(lua_State *L) {
+  lcache *c = lua_touserdata(L, 1);
+  many_group *g = lua_touserdata(L, 6);
+  double ttl = lua_tonumber(L, 7);
   int batch = lua_isnil(L, 3) ? 0 : 3;
-  if (c->closed) return luaL_error(L, "the cache is closed"); /* an option's metamethod */
-  c->L = L;
-  lua_Unsigned len = lua_rawlen(L, 2); /* raw: no metamethod may run from here */
-  if (len > (lua_Unsigned)1 << 24)
-    return luaL_error(L, "cache:get_many(): too many keys (%d at most)", 1 << 24);
-  int n = (int)len;
-  /* Check every key before queueing anything: an error after some keys
-   * joined loads would leave their waiters behind. */
-  for (int i = 1; i <= n; i++) {
-    int t = lua_rawgeti(L, 2, i);
-    if (t != LUA_TSTRING && t != LUA_TNUMBER && t != LUA_TBOOLEAN)
-      return luaL_error(L, "cache:get_many(): keys[%d] must be a string, number or boolean, got %s",
-                        i, luaL_typename(L, -1));
-    if (t == LUA_TNUMBER && lua_tonumber(L, -1) != lua_tonumber(L, -1))
-      return luaL_error(L, "cache:get_many(): keys[%d] must not be NaN", i);
-    lua_pop(L, 1);
-  }
-  lua_newtable(L); /* 4: values */
-  lua_newtable(L); /* 5: errors */
-  many_group *g = lua_newuserdatauv(L, sizeof *g + (size_t)n * sizeof(many_slot), 0);
-  g->self_ref = LUA_NOREF;
-  g->task = NULL;
-  g->pending = 0;
-  g->n = n;
-  g->keys_ref = g->values_ref = g->errors_ref = LUA_NOREF;
-  for (int i = 0; i < n; i++) g->slot[i].res = NULL;
-  for (int i = 1; i <= n; i++) {
+  lua_settop(L, 6);
+  for (int i = 1; i <= g->n; i++) {
     lua_rawgeti(L, 2, i); /* 7: the key */
     lkey k;
-    lkey_get(L, 7, &k, "get_many"); /* checked above: cannot raise */
+    lkey_get(L, 7, &k, "get_many"); /* checked: cannot raise */
     ac_lookup_t r;
     int found = ac_cache_get(c->cache, k.tag, k.p, k.len, &r);
     if (found == AC_HIT) {
@@ -171,15 +144,9 @@ int lcache_get_many(lua_State *L) {
       }
       if (f != NULL) {
         if (g->task == NULL) g->task = lsched_park(L, "cache:get_many()");
-        if (g->keys_ref == LUA_NOREF) { /* before any waiter can run */
+        if (g->self_ref == LUA_NOREF) { /* before any waiter can run */
           lua_pushvalue(L, 6);
           g->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-          lua_pushvalue(L, 2);
-          g->keys_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-          lua_pushvalue(L, 4);
-          g->values_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-          lua_pushvalue(L, 5);
-          g->errors_ref = luaL_ref(L, LUA_REGISTRYINDEX);
         }
         g->slot[i - 1].w.cb = many_on_waiter;
         g->slot[i - 1].w.data = g;
@@ -189,10 +156,73 @@ int lcache_get_many(lua_State *L) {
     }
     lua_settop(L, 6);
   }
+  return 0;
+}
+
+int lcache_get_many(lua_State *L) {
+  lcache *c = lcache_check(L, 1, "get_many");
+  if (lua_type(L, 2) != LUA_TTABLE)
+    return luaL_error(L, "cache:get_many(): keys must be a table (a list of keys), got %s",
+                      luaL_typename(L, 2));
+  double ttl = 0; /* the cache's default */
+  lua_settop(L, 3);
+  if (!lua_isnil(L, 3)) {
+    if (!lua_istable(L, 3))
+      return luaL_error(L, "cache:get_many(): opts must be a table, got %s", luaL_typename(L, 3));
+    ltype_check_options(L, 3, "cache:get_many()", GET_MANY_OPTIONS);
+    if (lua_getfield(L, 3, "ttl") != LUA_TNIL) ttl = lcache_check_ttl(L, -1, "cache:get_many()");
+    lua_pop(L, 1);
+    lua_getfield(L, 3, "batch_loader");
+    if (!lua_isnil(L, -1)) lcache_check_callable(L, -1, "cache:get_many()", "batch_loader");
+    lua_replace(L, 3);
+  }
+  if (lua_isnil(L, 3) && c->batch_fn_ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->batch_fn_ref);
+    lua_replace(L, 3);
+  }
+  if (c->closed) return luaL_error(L, "the cache is closed"); /* an option's metamethod */
+  c->L = L;
+  lua_Unsigned len = lua_rawlen(L, 2); /* raw: no metamethod may run from here */
+  if (len > (lua_Unsigned)1 << 24)
+    return luaL_error(L, "cache:get_many(): too many keys (%d at most)", 1 << 24);
+  int n = (int)len;
+  /* Check every key before queueing anything: an error after some keys
+   * joined loads would leave their waiters behind. */
+  for (int i = 1; i <= n; i++) {
+    int t = lua_rawgeti(L, 2, i);
+    if (t != LUA_TSTRING && t != LUA_TNUMBER && t != LUA_TBOOLEAN)
+      return luaL_error(L, "cache:get_many(): keys[%d] must be a string, number or boolean, got %s",
+                        i, luaL_typename(L, -1));
+    if (t == LUA_TNUMBER && lua_tonumber(L, -1) != lua_tonumber(L, -1))
+      return luaL_error(L, "cache:get_many(): keys[%d] must not be NaN", i);
+    lua_pop(L, 1);
+  }
+  lua_newtable(L); /* 4: values */
+  lua_newtable(L); /* 5: errors */
+  many_group *g = lua_newuserdatauv(L, sizeof *g + (size_t)n * sizeof(many_slot), 0);
+  g->self_ref = LUA_NOREF;
+  g->task = NULL;
+  g->ls = c->ls;
+  g->pending = 0;
+  g->abandoned = 0;
+  g->n = n;
+  for (int i = 0; i < n; i++) g->slot[i].status = 0;
+  /* Parked up front: inside the pcall below the coroutine cannot be
+   * parked (a C pcall makes it non-yieldable); many_join raises the usual
+   * message when a key must wait and there is no task. */
+  if (lsched_can_wait(L)) g->task = lsched_park(L, "cache:get_many()");
+  lua_pushcfunction(L, many_join);
+  for (int i = 1; i <= 6; i++) lua_pushvalue(L, i);
+  lua_pushnumber(L, ttl);
+  if (lua_pcall(L, 7, 0, 0) != LUA_OK) {
+    if (g->task != NULL) g->task->parked = 0; /* it will not wait */
+    if (g->pending > 0) g->abandoned = 1;     /* the last waiter unanchors */
+    else luaL_unref(L, LUA_REGISTRYINDEX, g->self_ref);
+    return lua_error(L);
+  }
   if (g->pending == 0) {
     if (g->task != NULL) g->task->parked = 0;
     return many_collect(L, LUA_OK, 0);
   }
   return lua_yieldk(L, 0, 0, many_collect);
 }
-

@@ -78,8 +78,14 @@ lresult *lresult_from_stack(lua_State *L, int n, int refs) {
   return r;
 }
 
+/* The outcome given when even a result cannot be allocated: shared, never
+ * freed, never counted. */
+static lresult oom_result = {{NULL, NULL, NULL}, NULL, 1, 0, LUA_NOREF, "not enough memory"};
+
+lresult *lresult_oom(void) { return &oom_result; }
+
 void lresult_release(lua_State *L, lresult *r) {
-  if (r == NULL || --r->refs > 0) return;
+  if (r == NULL || r == &oom_result || --r->refs > 0) return;
   luaL_unref(L, LUA_REGISTRYINDEX, r->ref);
   lsched_drop(r->ls, &r->held);
   free(r);

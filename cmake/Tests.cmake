@@ -154,3 +154,25 @@ add_test(NAME example.install
                  ${CMAKE_SOURCE_DIR} ${CMAKE_BINARY_DIR} ${CMAKE_BINARY_DIR}/install-check)
 set_tests_properties(example.install PROPERTIES TIMEOUT 300 LABELS example
   ENVIRONMENT "${AC_INSTALL_ENV}")
+
+# C tests of the binding (bindings/test/test_*.c): like the core's, one
+# process per case, linked with the embedding library.
+file(GLOB AC_BINDING_TESTS ${CMAKE_SOURCE_DIR}/bindings/test/test_*.c)
+foreach(src ${AC_BINDING_TESTS})
+  get_filename_component(name ${src} NAME_WE)
+  add_executable(${name} ${src})
+  target_include_directories(${name} PRIVATE ${CMAKE_SOURCE_DIR}/runtime
+                             ${CMAKE_SOURCE_DIR}/runtime/test ${CMAKE_SOURCE_DIR}/bindings)
+  target_compile_definitions(${name} PRIVATE AC_LUA_SRC_DIR="${CMAKE_SOURCE_DIR}/lua")
+  target_compile_options(${name} PRIVATE ${AC_WARNINGS})
+  target_link_libraries(${name} PRIVATE asynccache_lua_static)
+  execute_process(COMMAND grep -oE "^TEST\\(([a-z0-9_]+)\\)" ${src}
+                  OUTPUT_VARIABLE cases)
+  string(REGEX MATCHALL "TEST\\(([a-z0-9_]+)\\)" cases "${cases}")
+  set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${src})
+  foreach(c ${cases})
+    string(REGEX REPLACE "TEST\\(([a-z0-9_]+)\\)" "\\1" case ${c})
+    add_test(NAME c.${name}.${case} COMMAND ${name} ${case})
+    set_tests_properties(c.${name}.${case} PROPERTIES TIMEOUT 300 LABELS c)
+  endforeach()
+endforeach()

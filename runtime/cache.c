@@ -278,6 +278,20 @@ void ac_load_finish(ac_load_t *ld, int status, uint32_t slot) {
   free_load(ld);
 }
 
+void ac_load_abort(ac_load_t *ld) {
+  ac_batch_t *b = ld->batch;
+  if (b != NULL)
+    for (size_t i = 0; i < b->n; i++)
+      if (b->loads[i] == ld) {
+        memmove(&b->loads[i], &b->loads[i + 1], (b->n - i - 1) * sizeof *b->loads);
+        b->n--;
+        break;
+      }
+  ld->c->st.loads--;
+  close_flight(ld, AC_ECANCELED);
+  free_load(ld);
+}
+
 static void on_flight_waiter(ac_waiter_t *fw, ac_flight_t *f, int status) {
   ac_load_waiter_t *w = (ac_load_waiter_t *)fw;
   w->cb(w, ac_flight_data(f), status);

@@ -192,6 +192,10 @@ AC_EXPORT int64_t ac_load_store(ac_load_t *ld);
  * load is freed.  status: 0, AC_ELOAD (the loader failed) or another
  * AC_E* code. */
 AC_EXPORT void ac_load_finish(ac_load_t *ld, int status, uint32_t slot);
+/* Undoes a load just opened (ac_cache_lead or ac_cache_batch) that nobody
+ * has joined, as if it had never been: for a caller whose own setup
+ * failed after opening it.  Frees the load. */
+AC_EXPORT void ac_load_abort(ac_load_t *ld);
 /* Waits for the load's outcome: w->cb runs once. */
 AC_EXPORT void ac_load_join(ac_load_t *ld, ac_load_waiter_t *w);
 

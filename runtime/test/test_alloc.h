@@ -3,6 +3,7 @@
  *
  *     install_counting_allocator();  counts reset, no failure armed
  *     fail_nth(2);                   the 2nd allocation from now fails
+ *     fail_burst(2, 3);              the 2nd, 3rd and 4th from now fail
  *     arm_failure(1);                the next allocation fails, and every
  *                                    later one (arm_failure(0): only it)
  *     disarm_failure();              nothing fails any more
@@ -28,12 +29,14 @@
 __attribute__((unused)) static long alloc_calls;
 __attribute__((unused)) static long fail_at = -1;
 __attribute__((unused)) static int fail_all;
+__attribute__((unused)) static long fail_count = 1; /* consecutive failures */
 __attribute__((unused)) static long live_blocks;
 
 __attribute__((unused)) static int should_fail(void) {
   alloc_calls++;
   return fail_at > 0 &&
-         (alloc_calls == fail_at || (fail_all && alloc_calls > fail_at));
+         ((alloc_calls >= fail_at && alloc_calls < fail_at + fail_count) ||
+          (fail_all && alloc_calls > fail_at));
 }
 
 __attribute__((unused)) static void *counting_malloc(size_t n) {
@@ -71,6 +74,15 @@ __attribute__((unused)) static void fail_nth(long n) {
   alloc_calls = 0;
   fail_at = n > 0 ? n : -1;
   fail_all = 0;
+  fail_count = 1;
+}
+
+/* The nth allocation from now fails, and the count - 1 after it (Lua
+ * retries a failed allocation once after an emergency collection: a burst
+ * makes the failure reach the code that asked). */
+__attribute__((unused)) static void fail_burst(long n, long count) {
+  fail_nth(n);
+  fail_count = count;
 }
 
 /* The next allocation fails (and every later one too when all is set). */
@@ -78,6 +90,7 @@ __attribute__((unused)) static void arm_failure(int all) {
   alloc_calls = 0;
   fail_at = 1;
   fail_all = all;
+  fail_count = 1;
 }
 
 /* No allocation fails any more (alloc_calls goes on counting). */
