@@ -22,6 +22,9 @@ typedef struct lcache {
   lsched *ls;
   lua_State *L;        /* state the removal callback may use right now */
   int values_ref;      /* registry: the values table, values[slot] */
+  uint32_t values_cap; /* its array part holds slots 1..values_cap: storing
+                          there never allocates (see lcache_reserve) */
+  uint32_t maxsize;
   int batch_fn_ref;    /* the default batch loader, or LUA_NOREF */
   int batch_result;    /* BATCH_RESULT_*: how to read a batch loader's result */
 } lcache;
@@ -78,6 +81,12 @@ int lcache_miss(lua_State *L, lcache *c, const lload_spec *spec,
                 ac_load_t *joining);
 /* Pushes the value in slot. */
 void lcache_push_value(lua_State *L, lcache *c, uint32_t slot);
+/* Makes room in the values table for every slot the next store may hand
+ * out, so that putting the value there cannot fail.  lcache_reserve
+ * raises when out of memory; lcache_try_reserve returns 0 instead (for
+ * places that must not raise). */
+void lcache_reserve(lua_State *L, lcache *c);
+int lcache_try_reserve(lua_State *L, lcache *c);
 /* Sets values[slot] to the value at the top of the stack (popped). */
 void lcache_put_value(lua_State *L, lcache *c, uint32_t slot);
 /* Stores the value at the top of the stack (popped) under a key (a write:

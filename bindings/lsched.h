@@ -86,8 +86,9 @@ lua_State *lsched_cbstate(lsched *ls);
  * into a new task of the given kind and queues it.  Raises on memory
  * error. */
 ltask *lsched_spawn(lua_State *L, int kind, int nargs);
-/* A pooled thread for a loader, its stack empty and ready for a function. */
-ltask *lsched_loader(lsched *ls);
+/* A pooled thread for a loader, its stack empty and ready for a function;
+ * a new one is made on L (raises on L when out of memory). */
+ltask *lsched_loader(lsched *ls, lua_State *L);
 /* Resumes a loader task right now, from inside a C function running on L
  * (the loader's first run: a miss calls its loader without queueing).
  * Returns the lua_resume status; on LUA_YIELD the task carries on in the

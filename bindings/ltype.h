@@ -35,4 +35,15 @@ const char *ltype_describe(lua_State *L, int idx);
 void ltype_check_options(lua_State *L, int idx, const char *who,
                          const char *const allowed[]);
 
+/* Pushes the string s, or, when even that allocation fails, Lua's own
+ * "not enough memory" message: never raises (for code that runs where an
+ * error must not escape, such as settling a load).  Needs one free stack
+ * slot. */
+void ltype_push_safe(lua_State *L, const char *s);
+
+/* Calls fn(L) on the n values at the top of L (popped) under lua_pcall;
+ * returns its status, leaving the error object on failure (nothing on
+ * success; fn returns no results). */
+int ltype_protect(lua_State *L, lua_CFunction fn, int n);
+
 #endif

@@ -25,6 +25,7 @@ typedef struct lbatch {
   ac_batch_t *batch;
   lcache *c;
   int n;              /* keys so far (= the core's batch size) */
+  int settled;        /* loads settled so far, in key order */
   int fn_ref, keys_ref, cache_ref;
   lpending held;      /* while its loader runs on its own */
 } lbatch;
@@ -45,7 +46,7 @@ static void free_batch(lua_State *L, lbatch *b) {
 /* The state closed while the batch loader was parked for ever. */
 static void release_batch(lpending *p) {
   lbatch *b = (lbatch *)((char *)p - offsetof(lbatch, held));
-  for (size_t i = 0; i < ac_batch_size(b->batch); i++)
+  for (size_t i = (size_t)b->settled; i < ac_batch_size(b->batch); i++)
     ac_load_finish(ac_batch_load(b->batch, i), AC_ECANCELED, 0);
   ac_batch_done(b->batch);
 }
@@ -144,34 +145,30 @@ static void settle_key(lua_State *L, lbatch *b, size_t i, int v, int nout,
                        int failed) {
   ac_load_t *ld = ac_batch_load(b->batch, i);
   lload_of(ld)->loader = NULL;
+  b->settled++;
   lload_settle(L, ld, v, nout, failed, !failed && !lua_isnil(L, v));
 }
 
-/* Every key gets nil, the error at idx. */
-static void fail_all(lua_State *L, lbatch *b, int idx) {
+/* Every key not settled yet gets nil, the error at idx.  Never raises. */
+static void fail_rest(lua_State *L, lbatch *b, int idx) {
   int top = lua_gettop(L);
-  for (int i = 0; i < b->n; i++) {
+  while (b->settled < b->n) {
     lua_pushnil(L);
     lua_pushvalue(L, idx);
-    settle_key(L, b, (size_t)i, top + 1, 2, 1);
+    settle_key(L, b, (size_t)b->settled, top + 1, 2, 1);
     lua_settop(L, top);
   }
 }
 
-/* Settles every key with the batch loader's outcome: status st and nres
- * results (or the error object) on t->co. */
-static void finish_batch(lua_State *L, lbatch *b, ltask *t, int st, int nres) {
-  lcache *c = b->c;
-  int base = lua_gettop(L);
-  if (st != LUA_OK) nres = 1;
-  if (nres > 2) { /* values and errors are all that matter */
-    lua_pop(t->co, nres - 2);
-    nres = 2;
-  }
-  lua_xmove(t->co, L, nres); /* the pass's state has room for a few */
-  lsched_release_loader(c->ls, t, st);
-
-  int values = 0, errors = 0, failed = st != LUA_OK;
+/* finish_protected(b, failed, r1[, r2]): reads the batch loader's results
+ * (or its error, when failed) and settles every key.  Under lua_pcall:
+ * reading allocates (messages), and an error must not leave keys open. */
+static int finish_protected(lua_State *L) {
+  lbatch *b = lua_touserdata(L, 1);
+  int failed = lua_toboolean(L, 2);
+  int nres = lua_gettop(L) - 2;
+  int base = 2;
+  int values = 0, errors = 0;
   if (failed && lua_isnil(L, base + 1)) { /* error(nil): still an error */
     lua_pushliteral(L, "batch loader raised nil");
     lua_replace(L, base + 1);
@@ -191,44 +188,88 @@ static void finish_batch(lua_State *L, lbatch *b, ltask *t, int st, int nres) {
     }
   }
   if (failed) {
-    fail_all(L, b, base + 1);
-  } else {
-    int vmap = values ? result_form(L, b, values) : 0;
-    int emap = errors ? result_form(L, b, errors) : vmap;
-    if (values && errors && vmap >= 0 && emap < 0) emap = vmap; /* one loader, one form */
-    int misfit = vmap == 0 && values != 0 ? array_misfit(L, b, values) : 0;
-    if (vmap < 0 || emap < 0 || misfit) {
-      if (misfit)
-        lua_pushfstring(L, "the batch loader returned %d values for %d keys (an array result "
-                           "has one entry per key, in key order; set n = #keys, as "
-                           "table.pack does, when it ends in nils)", misfit - 1, b->n);
-      else
-        lua_pushliteral(L, "the batch loader's result cannot be read for these integer keys: "
-                           "set the cache's batch_result option to \"map\" or \"array\"");
-      fail_all(L, b, lua_gettop(L));
-    } else {
-      for (int i = 0; i < b->n; i++) {
-        int top = lua_gettop(L);
-        push_for_key(L, b, errors, i + 1, emap);
-        if (!lua_isnil(L, -1)) { /* nil, err */
-          lua_pushnil(L);
-          lua_insert(L, -2);
-          settle_key(L, b, (size_t)i, top + 1, 2, 1);
-        } else {
-          lua_pop(L, 1);
-          push_for_key(L, b, values, i + 1, vmap);
-          settle_key(L, b, (size_t)i, top + 1, 1, 0);
-        }
-        lua_settop(L, top);
-      }
-    }
+    fail_rest(L, b, base + 1);
+    return 0;
   }
+  int vmap = values ? result_form(L, b, values) : 0;
+  int emap = errors ? result_form(L, b, errors) : vmap;
+  if (values && errors && vmap >= 0 && emap < 0) emap = vmap; /* one loader, one form */
+  int misfit = vmap == 0 && values != 0 ? array_misfit(L, b, values) : 0;
+  if (vmap < 0 || emap < 0 || misfit) {
+    if (misfit)
+      lua_pushfstring(L, "the batch loader returned %d values for %d keys (an array result "
+                         "has one entry per key, in key order; set n = #keys, as "
+                         "table.pack does, when it ends in nils)", misfit - 1, b->n);
+    else
+      lua_pushliteral(L, "the batch loader's result cannot be read for these integer keys: "
+                         "set the cache's batch_result option to \"map\" or \"array\"");
+    fail_rest(L, b, lua_gettop(L));
+    return 0;
+  }
+  for (int i = 0; i < b->n; i++) {
+    int top = lua_gettop(L);
+    push_for_key(L, b, errors, i + 1, emap);
+    if (!lua_isnil(L, -1)) { /* nil, err */
+      lua_pushnil(L);
+      lua_insert(L, -2);
+      settle_key(L, b, (size_t)i, top + 1, 2, 1);
+    } else {
+      lua_pop(L, 1);
+      push_for_key(L, b, values, i + 1, vmap);
+      settle_key(L, b, (size_t)i, top + 1, 1, 0);
+    }
+    lua_settop(L, top);
+  }
+  return 0;
+}
+
+/* Settles every key with the batch loader's outcome: status st and nres
+ * results (or the error object) on t->co.  Never raises. */
+static void finish_batch(lua_State *L, lbatch *b, ltask *t, int st, int nres) {
+  lcache *c = b->c;
+  int base = lua_gettop(L);
+  if (st != LUA_OK) nres = 1;
+  if (nres > 2) { /* values and errors are all that matter */
+    lua_pop(t->co, nres - 2);
+    nres = 2;
+  }
+  /* The pass's state has room for a few: the function, b, failed, r1, r2. */
+  lua_pushcfunction(L, finish_protected);
+  lua_pushlightuserdata(L, b);
+  lua_pushboolean(L, st != LUA_OK);
+  lua_xmove(t->co, L, nres);
+  lsched_release_loader(c->ls, t, st);
+  if (lua_pcall(L, nres + 2, 0, 0) != LUA_OK) fail_rest(L, b, lua_gettop(L));
   lua_settop(L, base);
   free_batch(L, b);
 }
 
 static void on_batch_done(ltask *t, int st, int nres) {
   finish_batch(lsched_cbstate(t->ls), t->done_ud, t, st, nres);
+}
+
+/* start_protected(b): a loader thread with the batch loader and a copy of
+ * the keys on it (they allocate); returns the task as a light userdata. */
+static int start_protected(lua_State *L) {
+  lbatch *b = lua_touserdata(L, 1);
+  ltask *t = lsched_loader(b->c->ls, L);
+  if (!lua_checkstack(t->co, 2)) {
+    lsched_release_loader(b->c->ls, t, LUA_OK);
+    return luaL_error(L, "not enough memory");
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, b->fn_ref);
+  /* The loader gets a copy of the keys: it may sort or change it, while
+   * results are matched to callers through the original. */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, b->keys_ref);
+  lua_createtable(L, b->n, 0);
+  for (int i = 1; i <= b->n; i++) {
+    lua_rawgeti(L, -2, i);
+    lua_rawseti(L, -2, i);
+  }
+  lua_remove(L, -2);
+  lua_xmove(L, t->co, 2);
+  lua_pushlightuserdata(L, t);
+  return 1;
 }
 
 void lbatch_dispatch(void *ud, ac_batch_t *batch) {
@@ -244,21 +285,20 @@ void lbatch_dispatch(void *ud, ac_batch_t *batch) {
     free_batch(L, b);
     return;
   }
-  ltask *t = lsched_loader(c->ls);
+  int base = lua_gettop(L);
+  lua_pushcfunction(L, start_protected);
+  lua_pushlightuserdata(L, b);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    fail_rest(L, b, lua_gettop(L));
+    lua_settop(L, base);
+    free_batch(L, b);
+    return;
+  }
+  ltask *t = lua_touserdata(L, -1);
+  lua_settop(L, base);
   t->done = on_batch_done;
   t->done_ud = b;
   for (int i = 0; i < b->n; i++) lload_of(ac_batch_load(batch, (size_t)i))->loader = t;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, b->fn_ref);
-  /* The loader gets a copy of the keys: it may sort or change it, while
-   * results are matched to callers through the original. */
-  lua_rawgeti(L, LUA_REGISTRYINDEX, b->keys_ref);
-  lua_createtable(L, b->n, 0);
-  for (int i = 1; i <= b->n; i++) {
-    lua_rawgeti(L, -2, i);
-    lua_rawseti(L, -2, i);
-  }
-  lua_remove(L, -2);
-  lua_xmove(L, t->co, 2);
   c->L = L;
   int nres, st = lsched_start_loader(c->ls, L, t, 1, &nres);
   if (st != LUA_YIELD) {

@@ -298,6 +298,7 @@ static int new_cache(lua_State *L) {
     return luaL_error(L, "cannot create the cache: %s", ac_strerror(err));
   lua_createtable(L, 0, 0);
   c->values_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  c->maxsize = o.maxsize;
   c->ls = ls;
   c->L = L;
   c->batch_result = batch_result;

@@ -101,6 +101,43 @@ void lcache_push_value(lua_State *L, lcache *c, uint32_t slot) {
   lua_remove(L, -2);
 }
 
+/* Replaces the values table by one whose array part holds slots 1..cap
+ * (cap >= need, doubling), with the values it had. */
+static void grow_values(lua_State *L, lcache *c, uint32_t need) {
+  uint32_t cap = c->values_cap ? c->values_cap : 16;
+  while (cap < need && cap <= UINT32_MAX / 2) cap *= 2;
+  if (cap > c->maxsize) cap = c->maxsize > need ? c->maxsize : need;
+  if (cap > INT32_MAX) luaL_error(L, "not enough memory");
+  lua_createtable(L, (int)cap, 0);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->values_ref);
+  for (uint32_t i = 1; i <= c->values_cap; i++) {
+    lua_rawgeti(L, -1, i);
+    lua_rawseti(L, -3, i);
+  }
+  lua_pop(L, 1);
+  lua_rawseti(L, LUA_REGISTRYINDEX, c->values_ref); /* an existing key */
+  c->values_cap = cap;
+}
+
+void lcache_reserve(lua_State *L, lcache *c) {
+  uint32_t bound = ac_cache_slot_bound(c->cache);
+  if (bound > c->values_cap) grow_values(L, c, bound);
+}
+
+static int reserve_protected(lua_State *L) {
+  lcache_reserve(L, lua_touserdata(L, 1));
+  return 0;
+}
+
+int lcache_try_reserve(lua_State *L, lcache *c) {
+  if (ac_cache_slot_bound(c->cache) <= c->values_cap) return 1;
+  lua_pushcfunction(L, reserve_protected);
+  lua_pushlightuserdata(L, c);
+  if (lua_pcall(L, 1, 0, 0) == LUA_OK) return 1;
+  lua_pop(L, 1);
+  return 0;
+}
+
 void lcache_put_value(lua_State *L, lcache *c, uint32_t slot) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, c->values_ref);
   lua_insert(L, -2);
@@ -111,6 +148,7 @@ void lcache_put_value(lua_State *L, lcache *c, uint32_t slot) {
 void lcache_store(lua_State *L, lcache *c, int tag, const char *key,
                   size_t len, double ttl) {
   c->L = L;
+  lcache_reserve(L, c);
   int64_t slot = ac_cache_set(c->cache, tag, key, len, ttl);
   if (slot < 0) {
     lua_pop(L, 1);
@@ -127,7 +165,7 @@ void lload_settle(lua_State *L, ac_load_t *ld, int v, int nout, int failed,
   lcache *c = d->c;
   int top = lua_gettop(L);
   uint32_t slot = 0;
-  if (store && ac_load_open(ld)) {
+  if (store && ac_load_open(ld) && lcache_try_reserve(L, c)) {
     c->L = L;
     int64_t s = ac_load_store(ld); /* failure: served, not kept */
     if (s > 0) {
@@ -157,6 +195,18 @@ void lload_settle(lua_State *L, ac_load_t *ld, int v, int nout, int failed,
   lua_settop(L, top);
 }
 
+/* pack_protected(anchor_ref, r1, ..., rn) -> {n, r1, ..., rn, args =}. */
+static int pack_protected(lua_State *L) {
+  int anchor = (int)lua_tointeger(L, 1);
+  lua_remove(L, 1);
+  lcache_pack(L, lua_gettop(L));
+  if (anchor != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, anchor);
+    lua_setfield(L, -2, "args");
+  }
+  return 1;
+}
+
 /* The state closed while the load's loader was parked for ever. */
 static void release_load(lpending *p) {
   lload *d = (lload *)((char *)p - offsetof(lload, held));
@@ -179,13 +229,16 @@ static int finish_load(lua_State *L, ac_load_t *ld, ltask *t, int st, int nres,
     lua_pop(t->co, nres - 2);
     nres = 2;
   }
-  if (!lua_checkstack(L, nres + 6)) { /* no error may escape a settle */
+  if (!lua_checkstack(L, 2 * nres + 8)) { /* no error may escape a settle */
     lua_pop(t->co, nres);
-    lua_pushliteral(t->co, "the loader returned too many results");
-    nres = 1;
+    nres = 0;
     failed = 1;
   }
   lua_xmove(t->co, L, nres);
+  if (failed && nres == 0) {
+    ltype_push_safe(L, "the loader returned too many results");
+    nres = 1;
+  }
   lsched_release_loader(c->ls, t, st);
   d->loader = NULL;
   /* Reduce the results at base+1 .. to one value v (or v, err). */
@@ -196,16 +249,18 @@ static int finish_load(lua_State *L, ac_load_t *ld, ltask *t, int st, int nres,
       /* nil as the first result (or none) is not cached, as a loader's
        * nil is not: the next call runs the function again. */
       store = nres > 0 && !lua_isnil(L, v);
-      lcache_pack(L, nres); /* v = {n, results...} */
-      if (d->anchor_ref != LUA_NOREF) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, d->anchor_ref);
-        lua_setfield(L, v, "args");
-      }
+      /* v = {n, results...}, packed under protection (it allocates): out
+       * of memory fails the call instead of leaving the load open. */
+      lua_pushcfunction(L, pack_protected);
+      lua_pushinteger(L, d->anchor_ref);
+      for (int i = 0; i < nres; i++) lua_pushvalue(L, v + i);
+      if (lua_pcall(L, nres + 1, 1, 0) != LUA_OK) failed = 1, store = 0;
+      lua_replace(L, v); /* the packed table, or the error object */
     }
     nout = 1; /* the packed results, or the error object */
   } else if (failed) {
     if (lua_isnil(L, v)) { /* error(nil): callers still need an error */
-      lua_pushliteral(L, "loader raised nil");
+      ltype_push_safe(L, "loader raised nil");
       lua_replace(L, v);
     }
     lua_pushnil(L);
@@ -295,7 +350,7 @@ static int lead(lua_State *L, lcache *c, const lload_spec *spec, ltask *me) {
    * open by an error would hold every later caller forever. */
   int nargs = spec->last >= spec->first ? spec->last - spec->first + 1 : 0;
   luaL_checkstack(L, nargs + 2, "too many arguments");
-  ltask *t = lsched_loader(c->ls);
+  ltask *t = lsched_loader(c->ls, L);
   if (!lua_checkstack(t->co, nargs + 1)) {
     lsched_release_loader(c->ls, t, LUA_OK);
     return luaL_error(L, "too many arguments");

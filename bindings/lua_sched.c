@@ -229,9 +229,11 @@ ltask *lsched_spawn(lua_State *L, int kind, int nargs) {
   return t;
 }
 
-ltask *lsched_loader(lsched *ls) {
+ltask *lsched_loader(lsched *ls, lua_State *L) {
   if (ls->npool > 0) return ls->pool[--ls->npool];
-  return new_task(ls, ls->cbL, TASK_LOADER);
+  /* Made on L, the running coroutine, so an out-of-memory error is raised
+   * where the caller can see it (not on another thread's stack). */
+  return new_task(ls, L, TASK_LOADER);
 }
 
 void lsched_release_loader(lsched *ls, ltask *t, int status) {

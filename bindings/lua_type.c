@@ -82,3 +82,20 @@ void ltype_check_options(lua_State *L, int idx, const char *who,
     lua_error(L);
   }
 }
+
+static int push_string(lua_State *L) {
+  lua_pushstring(L, lua_touserdata(L, 1));
+  return 1;
+}
+
+void ltype_push_safe(lua_State *L, const char *s) {
+  lua_pushcfunction(L, push_string);
+  lua_pushlightuserdata(L, (void *)s);
+  lua_pcall(L, 1, 1, 0); /* the string, or the memory error's message */
+}
+
+int ltype_protect(lua_State *L, lua_CFunction fn, int n) {
+  lua_pushcfunction(L, fn);
+  lua_insert(L, -(n + 1));
+  return lua_pcall(L, n, 0, 0);
+}

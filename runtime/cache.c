@@ -628,6 +628,10 @@ uint32_t ac_cache_expire(ac_cache_t *c, double max_seconds) {
 
 /* ---- reading --------------------------------------------------------------------- */
 
+uint32_t ac_cache_slot_bound(const ac_cache_t *c) {
+  return c->closed ? 0 : ac_store_slot_bound(c->store);
+}
+
 double ac_cache_ttl_left(const ac_cache_t *c, uint32_t slot) {
   return c->closed ? 0 : ac_store_ttl_left(c->store, slot);
 }

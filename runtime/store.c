@@ -353,6 +353,11 @@ uint32_t ac_store_next_mru(const ac_store_t *s, uint32_t slot) {
   return s->e[slot].next;
 }
 
+uint32_t ac_store_slot_bound(const ac_store_t *s) {
+  /* A free slot or an evicted one is at most `used`; a new one is used+1. */
+  return (s->free == 0 && s->used < s->maxsize) ? s->used + 1 : s->used;
+}
+
 void ac_store_stats(const ac_store_t *s, ac_store_stats_t *out) {
   out->hits = s->hits;
   out->misses = s->misses;

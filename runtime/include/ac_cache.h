@@ -251,6 +251,9 @@ AC_EXPORT void ac_cache_clear(ac_cache_t *c);
  * of 1 ms).  Returns how many it removed. */
 AC_EXPORT uint32_t ac_cache_expire(ac_cache_t *c, double max_seconds);
 
+/* The largest slot the next store (ac_load_store, ac_cache_set) may hand
+ * out (see ac_store_slot_bound); 0 once closed. */
+AC_EXPORT uint32_t ac_cache_slot_bound(const ac_cache_t *c);
 /* Seconds the entry in slot has left: +inf for none, 0 when expired. */
 AC_EXPORT double ac_cache_ttl_left(const ac_cache_t *c, uint32_t slot);
 AC_EXPORT const char *ac_cache_key(const ac_cache_t *c, uint32_t slot,

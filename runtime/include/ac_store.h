@@ -104,6 +104,11 @@ AC_EXPORT const char *ac_store_key(const ac_store_t *s, uint32_t slot,
  * removed during a walk. */
 AC_EXPORT uint32_t ac_store_next_mru(const ac_store_t *s, uint32_t slot);
 
+/* The largest slot the next ac_store_set may hand out: a caller that
+ * keeps values in a growable array makes room up to it first, so that
+ * storing the value after the set never needs to allocate. */
+AC_EXPORT uint32_t ac_store_slot_bound(const ac_store_t *s);
+
 AC_EXPORT void ac_store_stats(const ac_store_t *s, ac_store_stats_t *out);
 AC_EXPORT void ac_store_reset_stats(ac_store_t *s);
 /* Bytes the store holds in memory: entries, buckets, and out-of-line keys
