@@ -465,7 +465,8 @@ static int new_cache(lua_State *L) {
   c->values_ref = LUA_NOREF;
   c->batch_fn_ref = LUA_NOREF;
   luaL_setmetatable(L, CACHE_MT);
-  ac_store_options_t so = {(uint32_t)maxsize, on_removed, c, NULL};
+  ac_store_options_t so = {.maxsize = (uint32_t)maxsize, .removed = on_removed,
+                           .ud = c};
   int err;
   c->store = ac_store_new(&so, &err);
   c->flights = ac_flights_new();

@@ -13,9 +13,14 @@
  * reported its entry gone.
  *
  * Expiry: an entry with a TTL is dropped when read after its deadline (lazy)
- * and by ac_store_expire(), which a timer calls to sweep a bounded number of
- * slots per call, so expired entries never hold capacity for long even if
- * nobody reads them again. */
+ * and by active expiry, which a timer drives in short slices
+ * (ac_store_expire_budget), so that entries nobody reads again leave soon
+ * after their deadline and give their memory back.
+ *
+ * Memory: the store shrinks when it gets mostly empty.  Entries are never
+ * renumbered unless the caller gives a `moved` callback: then, during a
+ * slice and only then, a live entry may be given a lower slot so that the
+ * top of the slab can be released. */
 #ifndef AC_STORE_H
 #define AC_STORE_H
 
@@ -41,19 +46,50 @@ typedef void (*ac_store_removed_cb)(void *ud, uint32_t slot, int tag,
                                     const char *key, size_t len,
                                     ac_removed_t why);
 
+/* Asks to give the live entry in slot `from` the free slot `to` (lower),
+ * while the store shrinks inside ac_store_expire_budget and at no other
+ * time.  Move your value for the entry from `from` to `to` and return 0:
+ * from then on the entry's slot is `to` and `from` is free.  Return nonzero
+ * to refuse (for example when moving the value failed): the entry keeps
+ * `from` and the store stops shrinking for now.  The callback must not call
+ * back into the store. */
+typedef int (*ac_store_moved_cb)(void *ud, uint32_t from, uint32_t to);
+
 typedef double (*ac_clock_fn)(void);
 
 typedef struct {
   uint32_t maxsize;            /* required, >= 1 */
   ac_store_removed_cb removed; /* optional */
-  void *ud;                    /* passed to removed */
+  void *ud;                    /* passed to removed and moved */
   ac_clock_fn clock;           /* optional, default ac_clock_now (tests) */
+  ac_store_moved_cb moved;     /* optional: lets a shrink renumber entries;
+                                  without it the slab shrinks only down to
+                                  its highest live slot */
+  ac_clock_fn budget_clock;    /* optional, default ac_clock_precise: times
+                                  the slices of ac_store_expire_budget */
 } ac_store_options_t;
 
 typedef struct {
   uint64_t hits, misses, evictions, expirations;
   uint32_t size, maxsize;
+  uint32_t slots; /* slots in the slab, live or free: what a full sweep visits */
 } ac_store_stats_t;
+
+/* What one slice of active expiry did (ac_store_expire_budget). */
+typedef struct {
+  uint32_t checked; /* slots the sweep examined */
+  uint32_t removed; /* expired entries it removed (reported as EXPIRED) */
+  uint32_t moved;   /* live entries renumbered by a shrink */
+  int more;         /* 1: call again soon: the slice stopped on its budget
+                       among mostly expired entries, or a shrink is under way */
+  int shrunk;       /* 1: the slab or the bucket array got smaller */
+  int front;        /* 1: the sweep stopped at an entry about to expire, in a
+                       pass that finds mostly expired entries (more is set) */
+  double elapsed;   /* seconds the slice took, by the budget clock */
+  double next_due;  /* no entry in the store expires before this time (store
+                       clock; a lower bound); +inf when none has a TTL.
+                       Entries set later may expire earlier. */
+} ac_expire_report_t;
 
 /* Returns a new store or NULL (bad options or out of memory; *err says
  * which when err is not NULL). Free with ac_store_free. */
@@ -87,8 +123,28 @@ AC_EXPORT int ac_store_delete(ac_store_t *s, int tag, const void *key,
 AC_EXPORT void ac_store_clear(ac_store_t *s);
 
 /* Sweeps up to max_checks slots from where the last sweep stopped and
- * removes the expired entries among them.  Returns how many it removed. */
+ * removes the expired entries among them.  Returns how many it removed.
+ * Neither skips ahead nor shrinks: ac_store_expire_budget is what a timer
+ * should call. */
 AC_EXPORT uint32_t ac_store_expire(ac_store_t *s, uint32_t max_checks);
+/* One slice of active expiry, for a timer to call every tick (and again
+ * within a millisecond or so while report->more is set):
+ *  - sweeps at most max_checks slots (0: no bound) and at most one full
+ *    pass over the slab, from where the last sweep stopped, removing the
+ *    expired entries; the sweep is skipped when nothing can be due yet, and
+ *    while a pass finds mostly expired entries it stops at one due within
+ *    0.1 s rather than leave it for the next pass;
+ *  - then, with the time left and unless the sweep found mostly expired
+ *    entries, shrinks a store that is mostly empty (size below a quarter of
+ *    its slots): the slab, in steps, and the bucket array;
+ *  - stops once max_seconds (budget clock; 0 or less: no bound) have
+ *    passed.  The clock is read every few hundred slots or every sixteen
+ *    removals, so a slice overruns its budget by at most that much work
+ *    (removal callbacks included).
+ * Returns the number of entries removed; *report (optional) says more. */
+AC_EXPORT uint32_t ac_store_expire_budget(ac_store_t *s, uint32_t max_checks,
+                                          double max_seconds,
+                                          ac_expire_report_t *report);
 /* How many live entries carry a TTL (a sweep is pointless when 0). */
 AC_EXPORT uint32_t ac_store_ttl_count(const ac_store_t *s);
 
