@@ -18,8 +18,30 @@
 
 #define CACHE_MT "ac.cache"
 #define CACHE_MAGIC 0x41434348u /* "ACCH" */
-#define SWEEP_INTERVAL_MS 1000
+/* Active expiry: a slice every tick while entries with a TTL may be due,
+ * one whole pass over the slab every SWEEP_PASS_TICKS ticks (so an expired
+ * entry nobody reads leaves within about a second), and slices again after
+ * SWEEP_AGAIN_MS while the last one stopped among mostly expired entries or
+ * while the store shrinks.  No slice runs longer than SWEEP_BUDGET. */
+#define SWEEP_INTERVAL_MS 100
+#define SWEEP_IDLE_MS 1000   /* when nothing can expire within a second */
+#define SWEEP_AGAIN_MS 1     /* the loop gets a turn between slices */
+#define SWEEP_BUDGET 0.001   /* seconds per slice */
+#define SWEEP_PASS_TICKS 10u
 #define SWEEP_MIN_CHECKS 1024u
+/* The values table is rebuilt smaller (Lua never shrinks the array part
+ * of a table whose slots are set to nil) when the store's slab has shrunk
+ * below a quarter of the table's, and only up to this many slots so that
+ * the copy fits a slice of its own. */
+#define SWEEP_REBUILD_MAX 16384u
+
+/* The sweeper's timer and state: one malloc'd block with the timer first,
+ * so lcache_free_handle (free) releases it all. */
+typedef struct {
+  uv_timer_t timer;
+  uint32_t table_slots; /* slots the values table may have room for */
+  int rebuild;          /* the next tick rebuilds the values table */
+} sweeper;
 
 /* ---- helpers ----------------------------------------------------------- */
 
@@ -384,14 +406,102 @@ static int cache_metrics(lua_State *L) {
   return 1;
 }
 
-static void on_sweep(uv_timer_t *h) {
-  lcache *c = h->data;
-  if (ac_store_ttl_count(c->store) == 0) return;
+/* A shrinking store renumbers an entry: its value moves with it.  Storing
+ * into a slot can allocate (the slot may be in the table's hash part), so
+ * it runs protected: an out-of-memory error refuses the move instead of
+ * unwinding through the store and libuv.  The stack was checked by
+ * on_sweep, so the call itself cannot grow it (nor run the collector). */
+static int move_value(lua_State *L) {
+  lua_Integer from = lua_tointeger(L, 2), to = lua_tointeger(L, 3);
+  lua_rawgeti(L, 1, from);
+  lua_rawseti(L, 1, to);
+  lua_pushnil(L);
+  lua_rawseti(L, 1, from);
+  return 0;
+}
+
+static int on_moved(void *ud, uint32_t from, uint32_t to) {
+  lcache *c = ud;
+  lua_State *L = c->L;
+  lua_pushcfunction(L, move_value);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->values_ref);
+  lua_pushinteger(L, (lua_Integer)from);
+  lua_pushinteger(L, (lua_Integer)to);
+  if (lua_pcall(L, 3, 0, 0) != LUA_OK) {
+    lua_pop(L, 1);
+    return 1;
+  }
+  return 0;
+}
+
+/* A copy of the values table (1) holding slots 1..n (2). */
+static int copy_values(lua_State *L) {
+  lua_Integer n = lua_tointeger(L, 2);
+  lua_createtable(L, (int)n, 0);
+  for (lua_Integer i = 1; i <= n; i++) {
+    if (lua_rawgeti(L, 1, i) == LUA_TNIL) {
+      lua_pop(L, 1);
+      continue;
+    }
+    lua_rawseti(L, -2, i);
+  }
+  return 1;
+}
+
+/* Swaps in a values table sized for the shrunk slab.  Every user of the
+ * table fetches it from the registry when it needs it, and none holds it
+ * across a yield, so the swap is invisible.  Allocation may run the
+ * collector, and a finalizer may close the cache: the caller checks. */
+static void rebuild_values(lua_State *L, lcache *c, sweeper *sw) {
   ac_store_stats_t st;
   ac_store_stats(c->store, &st);
-  uint32_t checks = st.size / 4 > SWEEP_MIN_CHECKS ? st.size / 4 : SWEEP_MIN_CHECKS;
-  c->L = lsched_cbstate(c->ls);
-  ac_store_expire(c->store, checks);
+  lua_pushcfunction(L, copy_values);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->values_ref);
+  lua_pushinteger(L, (lua_Integer)st.slots);
+  if (lua_pcall(L, 2, 1, 0) != LUA_OK || c->closed) {
+    lua_pop(L, 1); /* out of memory: keep the old table */
+    return;
+  }
+  lua_rawseti(L, LUA_REGISTRYINDEX, c->values_ref);
+  sw->table_slots = st.slots;
+}
+
+static void on_sweep(uv_timer_t *h) {
+  lcache *c = h->data;
+  sweeper *sw = (sweeper *)h;
+  lua_State *L = c->L = lsched_cbstate(c->ls);
+  uint64_t delay = SWEEP_INTERVAL_MS;
+  if (sw->rebuild) { /* a tick of its own: the copy is up to 16k slots */
+    sw->rebuild = 0;
+    rebuild_values(L, c, sw);
+    if (c->closed) return; /* by a finalizer: the timer is closing */
+    delay = SWEEP_AGAIN_MS;
+  } else {
+    ac_store_stats_t st;
+    ac_store_stats(c->store, &st);
+    uint32_t checks = st.slots / SWEEP_PASS_TICKS;
+    if (checks < SWEEP_MIN_CHECKS) checks = SWEEP_MIN_CHECKS;
+    if (st.slots > sw->table_slots) sw->table_slots = st.slots;
+    ac_expire_report_t rep = {0};
+    /* Room for on_moved's call: without it no entry is renumbered. */
+    if (lua_checkstack(L, LUA_MINSTACK + 8)) {
+      ac_store_expire_budget(c->store, checks, SWEEP_BUDGET, &rep);
+    } else {
+      ac_store_expire(c->store, checks);
+    }
+    ac_store_stats(c->store, &st);
+    if (rep.more)
+      delay = SWEEP_AGAIN_MS;
+    else if (rep.next_due > ac_clock_now() + SWEEP_IDLE_MS / 1000.0)
+      delay = SWEEP_IDLE_MS;
+    if (rep.shrunk && !rep.more && st.slots <= SWEEP_REBUILD_MAX &&
+        st.slots < sw->table_slots / 4) {
+      sw->rebuild = 1;
+      delay = SWEEP_AGAIN_MS;
+    }
+  }
+  uv_update_time(h->loop); /* the slice took time: count from now */
+  uv_timer_start(h, on_sweep, delay, 0);
 }
 
 static void close_cache(lua_State *L, lcache *c) {
@@ -466,11 +576,12 @@ static int new_cache(lua_State *L) {
   c->batch_fn_ref = LUA_NOREF;
   luaL_setmetatable(L, CACHE_MT);
   ac_store_options_t so = {.maxsize = (uint32_t)maxsize, .removed = on_removed,
-                           .ud = c};
+                           .ud = c, .moved = on_moved};
   int err;
   c->store = ac_store_new(&so, &err);
   c->flights = ac_flights_new();
-  c->sweeper = malloc(sizeof *c->sweeper);
+  sweeper *sw = calloc(1, sizeof *sw);
+  c->sweeper = sw ? &sw->timer : NULL;
   if (c->store == NULL || c->flights == NULL || c->sweeper == NULL) {
     ac_store_free(c->store);
     ac_flights_free(c->flights);
@@ -494,7 +605,7 @@ static int new_cache(lua_State *L) {
   c->magic = CACHE_MAGIC;
   uv_timer_init(lsched_loop(ls), c->sweeper);
   c->sweeper->data = c;
-  uv_timer_start(c->sweeper, on_sweep, SWEEP_INTERVAL_MS, SWEEP_INTERVAL_MS);
+  uv_timer_start(c->sweeper, on_sweep, SWEEP_INTERVAL_MS, 0); /* re-armed by on_sweep */
   uv_unref((uv_handle_t *)c->sweeper); /* sweeping alone keeps no loop alive */
   c->closed = 0;
   return 1;
