@@ -1,4 +1,5 @@
-/* The store: a chained hash map over a slab of fixed-size entries.
+/* The store: a chained hash map over a slab of fixed-size entries, and a
+ * policy (ac_policy.h) that decides who leaves when it is full.
  *
  * Data structure
  *   e[1..cap]   the slab; an entry's index is its slot, stable for its life
@@ -8,12 +9,13 @@
  *               e[i].chain; load factor at most 1/2 (grown by doubling):
  *               4 to 8 bytes an entry buy short chains, which is most of
  *               the cost of a hit.
- *   head/tail   the LRU list, most recently used first, linked through
- *               e[i].prev/next.
+ *   policy      told of every insert, hit, removal and move; keeps its own
+ *               per-slot arrays (LRU: a list, policy_lru.c), so the index
+ *               holds nothing about use and any policy fits behind it.
  *   free        free slots, linked through e[i].chain; slots above `used`
  *               were never handed out (or were cut off by a shrink).
  *
- * An entry is 48 bytes.  Keys of up to INLINE_KEY bytes live inside it;
+ * An entry is 40 bytes.  Keys of up to INLINE_KEY bytes live inside it;
  * longer keys are allocated and the pointer is kept in the same bytes.  The
  * slab grows by doubling but never past maxsize, so a full store carries no
  * spare entries.
@@ -57,8 +59,8 @@
  * refused) is abandoned: the high list goes back on the free list, pending
  * drains into it, and no shrink starts before the size halves again.
  *
- * Invariants: size == live entries == length of the LRU list; every live
- * entry is on exactly one chain; every free slot <= used is on exactly one
+ * Invariants: size == live entries, each of them known to the policy
+ * (inserted, not yet removed); every live entry is on exactly one chain; every free slot <= used is on exactly one
  * of free, pending, high; during SCAN every slot above top is free; during
  * SORT free holds only slots <= target and no live entry sits above
  * max(top, target); ttl_count == live entries with
@@ -70,6 +72,7 @@
 
 #include "ac_clock.h"
 #include "ac_error.h"
+#include "ac_policy.h"
 #include "ac_store.h"
 #include "alloc.h"
 #include "hash.h"
@@ -105,15 +108,13 @@ typedef struct {
   double expires; /* clock deadline, 0 when the entry has no TTL */
   uint32_t hash;  /* low 32 bits of the key's hash */
   uint32_t chain; /* next slot on the bucket chain, or on the free list */
-  uint32_t prev;  /* LRU neighbour towards the head (more recent) */
-  uint32_t next;  /* LRU neighbour towards the tail (less recent) */
   uint32_t len;
   uint8_t tag;
   uint8_t live;
   char key[INLINE_KEY]; /* the key, or a pointer to it when len > INLINE_KEY */
 } entry;
 
-_Static_assert(sizeof(entry) == 48, "entry layout grew");
+_Static_assert(sizeof(entry) == 40, "entry layout grew");
 
 struct ac_store_s {
   entry *e;
@@ -121,8 +122,9 @@ struct ac_store_s {
   uint32_t mask; /* bucket count - 1 */
   uint32_t nbucket_alloc; /* buckets allocated (> mask + 1 while trimming) */
   uint32_t cap, used, free;
-  uint32_t head, tail;
   uint32_t size, maxsize, ttl_count;
+  const ac_policy_t *pol;
+  void *pst;   /* the policy's state */
   /* active expiry */
   uint32_t sweep;  /* the slot the sweep examined last (0: a pass begins) */
   double due;      /* no live entry expires before this */
@@ -139,6 +141,24 @@ struct ac_store_s {
   void *ud;
   ac_clock_fn clock, budget_clock;
 };
+
+/* The policy's events. */
+static inline void pol_hit(ac_store_t *s, uint32_t i, uint32_t h) {
+  s->pol->on_hit(s->pst, i, h);
+}
+
+static inline void pol_insert(ac_store_t *s, uint32_t i, uint32_t h) {
+  s->pol->on_insert(s->pst, i, h);
+}
+
+static inline void pol_remove(ac_store_t *s, uint32_t i, uint32_t h,
+                              ac_removed_t why) {
+  s->pol->on_remove(s->pst, i, h, why);
+}
+
+static inline uint32_t pol_victim(ac_store_t *s, uint32_t h) {
+  return s->pol->victim(s->pst, h);
+}
 
 static inline const char *key_of(const entry *x) {
   if (x->len <= INLINE_KEY) return x->key;
@@ -168,26 +188,6 @@ static uint32_t find(const ac_store_t *s, uint32_t h, int tag, const void *key,
   return i;
 }
 
-static void lru_unlink(ac_store_t *s, uint32_t i) {
-  entry *x = &s->e[i];
-  if (x->prev) s->e[x->prev].next = x->next; else s->head = x->next;
-  if (x->next) s->e[x->next].prev = x->prev; else s->tail = x->prev;
-}
-
-static void lru_push_front(ac_store_t *s, uint32_t i) {
-  entry *x = &s->e[i];
-  x->prev = 0;
-  x->next = s->head;
-  if (s->head) s->e[s->head].prev = i; else s->tail = i;
-  s->head = i;
-}
-
-static inline void touch(ac_store_t *s, uint32_t i) {
-  if (s->head == i) return;
-  lru_unlink(s, i);
-  lru_push_front(s, i);
-}
-
 static void chain_unlink(ac_store_t *s, uint32_t i) {
   uint32_t *link = &s->bucket[s->e[i].hash & s->mask];
   while (*link != i) link = &s->e[*link].chain;
@@ -211,7 +211,7 @@ static void push_free(ac_store_t *s, uint32_t i) {
 static void remove_entry(ac_store_t *s, uint32_t i, ac_removed_t why) {
   entry *x = &s->e[i];
   chain_unlink(s, i);
-  lru_unlink(s, i);
+  pol_remove(s, i, x->hash, why);
   if (x->expires != 0) s->ttl_count--;
   s->size--;
   if (s->removed) s->removed(s->ud, i, x->tag, key_of(x), x->len, why);
@@ -243,6 +243,9 @@ ac_store_t *ac_store_new(const ac_store_options_t *opts, int *err) {
   s->moved = opts->moved;
   s->budget_clock = opts->budget_clock ? opts->budget_clock : ac_clock_precise;
   s->due = s->pass_due = INFINITY;
+  s->pol = opts->policy ? opts->policy : &ac_policy_lru;
+  s->pst = s->pol->create(s->maxsize);
+  if (s->pst == NULL) goto nomem;
   s->mask = MIN_BUCKETS - 1;
   s->bucket = ac__calloc(MIN_BUCKETS, sizeof *s->bucket);
   if (s->bucket == NULL) goto nomem;
@@ -250,6 +253,7 @@ ac_store_t *ac_store_new(const ac_store_options_t *opts, int *err) {
   *err = 0;
   return s;
 nomem:
+  if (s != NULL && s->pst != NULL) s->pol->destroy(s->pst);
   ac__free(s);
   *err = AC_ENOMEM;
   return NULL;
@@ -258,6 +262,7 @@ nomem:
 void ac_store_free(ac_store_t *s) {
   if (s == NULL) return;
   ac_store_clear(s);
+  s->pol->destroy(s->pst);
   ac__free(s->e);
   ac__free(s->bucket);
   ac__free(s);
@@ -276,7 +281,7 @@ uint32_t ac_store_get(ac_store_t *s, int tag, const void *key, size_t len) {
     s->misses++;
     return 0;
   }
-  touch(s, i);
+  pol_hit(s, i, h);
   s->hits++;
   return i;
 }
@@ -366,6 +371,9 @@ static uint32_t take_slot(ac_store_t *s) {
     }
     uint32_t cap = s->cap < MIN_SLOTS ? MIN_SLOTS : s->cap * 2;
     if (cap > s->maxsize || cap < s->cap) cap = s->maxsize;
+    /* The policy's arrays first: if the slab then fails to grow, they are
+     * merely larger than needed. */
+    if (s->pol->resize(s->pst, cap) != 0) return 0;
     entry *e = ac__realloc(s->e, ((size_t)cap + 1) * sizeof *e);
     if (e == NULL) return 0;
     s->e = e;
@@ -405,7 +413,7 @@ int64_t ac_store_set(ac_store_t *s, int tag, const void *key, size_t len,
   uint32_t i = find(s, h, tag, key, len);
   if (i != 0) {
     set_expiry(s, &s->e[i], deadline(s, ttl));
-    touch(s, i);
+    pol_hit(s, i, h);
     *is_new = 0;
     return i;
   }
@@ -416,8 +424,14 @@ int64_t ac_store_set(ac_store_t *s, int tag, const void *key, size_t len,
     memcpy(copy, key, len);
   }
   if (s->size >= s->maxsize) {
+    uint32_t v = pol_victim(s, h);
+    if (v == 0 || v > s->used || !s->e[v].live) { /* not admitted */
+      ac__free(copy);
+      *is_new = 0;
+      return 0;
+    }
     s->evictions++;
-    remove_entry(s, s->tail, AC_REMOVED_EVICTED);
+    remove_entry(s, v, AC_REMOVED_EVICTED);
   }
   i = take_slot(s);
   if (i == 0) {
@@ -440,7 +454,7 @@ int64_t ac_store_set(ac_store_t *s, int tag, const void *key, size_t len,
   }
   x->chain = s->bucket[h & s->mask];
   s->bucket[h & s->mask] = i;
-  lru_push_front(s, i);
+  pol_insert(s, i, h);
   s->size++;
   *is_new = 1;
   return i;
@@ -459,7 +473,8 @@ int ac_store_delete(ac_store_t *s, int tag, const void *key, size_t len) {
 }
 
 void ac_store_clear(ac_store_t *s) {
-  while (s->tail != 0) remove_entry(s, s->tail, AC_REMOVED_CLEARED);
+  for (uint32_t i = 1; i <= s->used && s->size > 0; i++)
+    if (s->e[i].live) remove_entry(s, i, AC_REMOVED_CLEARED);
   /* Start handing out slots from 1 again so a refilled store is compact. */
   s->free = s->pending = s->high = 0;
   s->used = 0;
@@ -559,8 +574,7 @@ static void relocate(ac_store_t *s, uint32_t from, uint32_t to) {
   uint32_t *link = &s->bucket[x->hash & s->mask];
   while (*link != from) link = &s->e[*link].chain;
   *link = to;
-  if (x->prev) s->e[x->prev].next = to; else s->head = to;
-  if (x->next) s->e[x->next].prev = to; else s->tail = to;
+  s->pol->on_move(s->pst, from, to);
   /* It may land behind the sweep's cursor, as if its deadline were new. */
   if (x->expires != 0 && x->expires < s->pass_due) s->pass_due = x->expires;
   s->e[from].live = 0;
@@ -611,6 +625,7 @@ static bool trim_step(ac_store_t *s, ac_expire_report_t *r) {
       s->e = e;
       s->cap = n;
     }
+    s->pol->resize(s->pst, n); /* a failure leaves it larger: harmless */
     r->shrunk = 1;
     return true;
   }
@@ -763,11 +778,19 @@ const char *ac_store_key(const ac_store_t *s, uint32_t slot, int *tag,
   return key_of(&s->e[slot]);
 }
 
-uint32_t ac_store_next_mru(const ac_store_t *s, uint32_t slot) {
-  if (slot == 0) return s->head;
-  if (slot > s->used || !s->e[slot].live) return 0;
-  return s->e[slot].next;
+uint32_t ac_store_next(const ac_store_t *s, uint32_t slot) {
+  while (++slot <= s->used)
+    if (s->e[slot].live) return slot;
+  return 0;
 }
+
+uint32_t ac_store_next_ranked(const ac_store_t *s, uint32_t slot) {
+  if (s->pol->next == NULL) return ac_store_next(s, slot);
+  if (slot > s->used || (slot != 0 && !s->e[slot].live)) return 0;
+  return s->pol->next(s->pst, slot);
+}
+
+void *ac_store_policy_state(const ac_store_t *s) { return s->pst; }
 
 void ac_store_stats(const ac_store_t *s, ac_store_stats_t *out) {
   out->hits = s->hits;
@@ -785,7 +808,8 @@ void ac_store_reset_stats(ac_store_t *s) {
 
 size_t ac_store_memory(const ac_store_t *s) {
   return sizeof *s + (s->e ? ((size_t)s->cap + 1) * sizeof(entry) : 0) +
-         (size_t)s->nbucket_alloc * sizeof(uint32_t) + s->key_bytes;
+         (size_t)s->nbucket_alloc * sizeof(uint32_t) + s->key_bytes +
+         (s->pol->memory ? s->pol->memory(s->pst) : 0);
 }
 
 uint32_t ac_store_longest_chain(const ac_store_t *s) {

@@ -1,5 +1,6 @@
-/* The store: a bounded hash map from byte-string keys to slots, with LRU
- * eviction and per-entry TTL.  No Lua, no event loop.
+/* The store: a bounded hash map from byte-string keys to slots, with
+ * per-entry TTL and a pluggable eviction policy (ac_policy.h; LRU by
+ * default).  No Lua, no event loop.
  *
  * Keys are byte strings of any length (embedded zeros allowed), each in one
  * of 256 namespaces called tags: (tag, bytes) is the identity of a key, so a
@@ -29,14 +30,16 @@
 #include "ac_export.h"
 
 typedef struct ac_store_s ac_store_t;
+typedef struct ac_policy_s ac_policy_t; /* ac_policy.h */
 
-/* Why an entry left the store. */
+/* Why an entry left the store.  (A set on a live key keeps its slot and
+ * its entry: nothing leaves.  Value 4 was AC_REMOVED_REPLACED, which was
+ * never reported.) */
 typedef enum {
-  AC_REMOVED_EVICTED = 1, /* least recently used, made room for a new entry */
-  AC_REMOVED_EXPIRED,     /* its TTL ran out */
-  AC_REMOVED_DELETED,     /* ac_store_delete */
-  AC_REMOVED_REPLACED,    /* never reported: a set on a live key keeps its slot */
-  AC_REMOVED_CLEARED      /* ac_store_clear or ac_store_free */
+  AC_REMOVED_EVICTED = 1, /* the policy's victim, made room for a new entry */
+  AC_REMOVED_EXPIRED = 2, /* its TTL ran out */
+  AC_REMOVED_DELETED = 3, /* ac_store_delete */
+  AC_REMOVED_CLEARED = 5  /* ac_store_clear or ac_store_free */
 } ac_removed_t;
 
 /* Called once for every entry that leaves the store, while its key is still
@@ -67,6 +70,8 @@ typedef struct {
                                   its highest live slot */
   ac_clock_fn budget_clock;    /* optional, default ac_clock_precise: times
                                   the slices of ac_store_expire_budget */
+  const ac_policy_t *policy;   /* optional, default &ac_policy_lru; must
+                                  outlive the store */
 } ac_store_options_t;
 
 typedef struct {
@@ -97,21 +102,23 @@ AC_EXPORT ac_store_t *ac_store_new(const ac_store_options_t *opts, int *err);
 /* Reports every entry as AC_REMOVED_CLEARED, then frees. NULL is a no-op. */
 AC_EXPORT void ac_store_free(ac_store_t *s);
 
-/* Looks a key up.  Returns its slot and marks it most recently used (a hit),
- * or 0 (a miss; an expired entry found on the way is removed first).
- * Counts the hit or the miss. */
+/* Looks a key up.  Returns its slot and reports the hit to the policy, or
+ * 0 (a miss; an expired entry found on the way is removed first).  Counts
+ * the hit or the miss. */
 AC_EXPORT uint32_t ac_store_get(ac_store_t *s, int tag, const void *key,
                                 size_t len);
-/* Like ac_store_get but counts nothing and does not touch the LRU order. */
+/* Like ac_store_get but counts nothing and reports nothing to the policy. */
 AC_EXPORT uint32_t ac_store_peek(ac_store_t *s, int tag, const void *key,
                                  size_t len);
 
-/* Inserts or refreshes a key and returns its slot (> 0), or a negative
- * AC_E* code.  ttl is in seconds: 0 or +infinity means no expiry, a negative
- * or NaN ttl is AC_EINVAL.  A set marks the key most recently used.  A new key in a
- * full store evicts the least recently used entry first (reported to the
- * callback before its slot is handed out again).  *is_new tells whether the
- * slot is fresh (the caller must store a value) or the key's existing one. */
+/* Inserts or refreshes a key and returns its slot (> 0), 0 when the policy
+ * refused a new key into a full store (never with LRU; nothing changed),
+ * or a negative AC_E* code.  ttl is in seconds: 0 or +infinity means no
+ * expiry, a negative or NaN ttl is AC_EINVAL.  A set on a live key is a hit
+ * for the policy.  A new key in a full store evicts the policy's victim
+ * first (reported to the callback before its slot is handed out again).
+ * *is_new tells whether the slot is fresh (the caller must store a value)
+ * or the key's existing one (0 also when refused). */
 AC_EXPORT int64_t ac_store_set(ac_store_t *s, int tag, const void *key,
                                size_t len, double ttl, int *is_new);
 
@@ -155,10 +162,17 @@ AC_EXPORT double ac_store_ttl_left(const ac_store_t *s, uint32_t slot);
 AC_EXPORT const char *ac_store_key(const ac_store_t *s, uint32_t slot,
                                    int *tag, size_t *len);
 
-/* Walks slots from most to least recently used: start with 0, pass the last
- * returned slot to continue; 0 ends the walk.  No entry may be added or
- * removed during a walk. */
-AC_EXPORT uint32_t ac_store_next_mru(const ac_store_t *s, uint32_t slot);
+/* Walks the live slots in slot order: start with 0, pass the last returned
+ * slot to continue; 0 ends the walk.  No entry may be added or removed
+ * during a walk, and nothing is reported to the policy. */
+AC_EXPORT uint32_t ac_store_next(const ac_store_t *s, uint32_t slot);
+/* The same walk in the policy's order, from the entry it values most to
+ * its next victim (LRU: most recently used first); in slot order when the
+ * policy has none. */
+AC_EXPORT uint32_t ac_store_next_ranked(const ac_store_t *s, uint32_t slot);
+/* The policy's state, for the policy's own functions (ac_policy_t.next,
+ * or a policy's extensions); owned by the store. */
+AC_EXPORT void *ac_store_policy_state(const ac_store_t *s);
 
 AC_EXPORT void ac_store_stats(const ac_store_t *s, ac_store_stats_t *out);
 AC_EXPORT void ac_store_reset_stats(ac_store_t *s);

@@ -13,6 +13,7 @@
 
 #include "ac_alloc.h"
 #include "ac_error.h"
+#include "ac_policy.h"
 #include "ac_store.h"
 #include "hash.h"
 #include "test_harness.h"
@@ -111,18 +112,29 @@ static ac_store_stats_t stats_of(const ac_store_t *s) {
   return st;
 }
 
-/* The MRU walk as slots; returns its length. */
+/* The LRU policy's walk as slots, most recently used first, read through
+ * the policy's own API; checks that ac_store_next_ranked agrees and that
+ * the walk holds every live slot once.  Returns its length. */
 static size_t walk(const ac_store_t *s, uint32_t *out, size_t max) {
+  const void *st = ac_store_policy_state(s);
   size_t n = 0;
-  for (uint32_t i = ac_store_next_mru(s, 0); i != 0;
-       i = ac_store_next_mru(s, i)) {
-    if (n == max) FAIL("MRU walk longer than %zu", max);
+  uint32_t ranked = ac_store_next_ranked(s, 0);
+  for (uint32_t i = ac_policy_lru.next(st, 0); i != 0;
+       i = ac_policy_lru.next(st, i)) {
+    if (n == max) FAIL("LRU walk longer than %zu", max);
+    ASSERT_EQ_UINT(ranked, i);
+    ranked = ac_store_next_ranked(s, i);
     out[n++] = i;
   }
+  ASSERT_EQ_UINT(ranked, 0);
+  size_t live = 0;
+  for (uint32_t i = ac_store_next(s, 0); i != 0; i = ac_store_next(s, i)) live++;
+  ASSERT_EQ_UINT(live, n);
+  ASSERT_EQ_UINT(stats_of(s).size, n);
   return n;
 }
 
-/* Asserts the MRU walk yields exactly these tag-0 keys, most recent first. */
+/* Asserts the LRU walk yields exactly these tag-0 keys, most recent first. */
 static void assert_mru_keys(const ac_store_t *s, const char *const *keys,
                             size_t n) {
   uint32_t slots[256];
@@ -498,7 +510,7 @@ TEST(maxsize_one) {
 /* A reference LRU (an array, most recent first) driven side by side with
  * the store through a reproducible mix of get/set/peek/delete: every
  * eviction must name the model's least recently used key, every slot must
- * be unique among live keys, and the MRU walk must match the model. */
+ * be unique among live keys, and the LRU walk must match the model. */
 static void run_lru_model(uint32_t maxsize, uint64_t seed) {
   recorder r = {0};
   ac_store_t *s = new_store(maxsize, &r);
@@ -943,7 +955,6 @@ TEST(removal_callback_reasons) {
   ASSERT_EQ_UINT(count_why(&r, AC_REMOVED_EVICTED), 1);
   ASSERT_EQ_UINT(count_why(&r, AC_REMOVED_EXPIRED), 2);
   ASSERT_EQ_UINT(count_why(&r, AC_REMOVED_DELETED), 1);
-  ASSERT_EQ_UINT(count_why(&r, AC_REMOVED_REPLACED), 0);
   int saw_big = 0;
   for (size_t i = 6; i < 8; i++)
     if (r.ev[i].len == sizeof big) {
@@ -1010,7 +1021,8 @@ TEST(delete_and_clear) {
   ASSERT_EQ_UINT(stats_of(s).size, 0);
   ASSERT_EQ_UINT(get_s(s, "a"), 0);
   ASSERT_EQ_UINT(get_s(s, "c"), 0);
-  ASSERT_EQ_UINT(ac_store_next_mru(s, 0), 0);
+  ASSERT_EQ_UINT(ac_store_next(s, 0), 0);
+  ASSERT_EQ_UINT(ac_store_next_ranked(s, 0), 0);
   ASSERT_EQ_UINT(r.n, 3);
 
   /* Usable after a clear, up to maxsize again without evicting. */
@@ -1073,9 +1085,9 @@ TEST(stats_counters) {
   ac_store_free(s);
 }
 
-TEST(next_mru_walk_order) {
+TEST(lru_walk_order) {
   ac_store_t *s = new_store(8, NULL);
-  ASSERT_EQ_UINT(ac_store_next_mru(s, 0), 0); /* empty */
+  ASSERT_EQ_UINT(ac_store_next_ranked(s, 0), 0); /* empty */
   int64_t a = set_s(s, "a", 0);
   set_s(s, "b", 0);
   set_s(s, "c", 0);
@@ -1100,7 +1112,7 @@ TEST(next_mru_walk_order) {
   ac_store_delete(s, 0, "d", 1); /* the tail */
   static const char *const o5[] = {"a"};
   assert_mru_keys(s, o5, 1);
-  ASSERT_EQ_UINT(ac_store_next_mru(s, (uint32_t)a), 0);
+  ASSERT_EQ_UINT(ac_store_next_ranked(s, (uint32_t)a), 0);
   ac_store_free(s);
 }
 
@@ -1882,9 +1894,9 @@ TEST(replace_allocator_rejects_null) {
 TEST(new_fails_cleanly_when_out_of_memory) {
   install_counting_allocator();
   ac_store_options_t o = {.maxsize = 16, .clock = fake_clock};
-  /* Fail the first allocation, then the second: both report AC_ENOMEM and
-   * leave nothing allocated. */
-  for (int nth = 1; nth <= 2; nth++) {
+  /* Fail each of the three allocations (the store, the policy's state, the
+   * buckets): each reports AC_ENOMEM and leaves nothing allocated. */
+  for (int nth = 1; nth <= 3; nth++) {
     fail_nth(nth);
     int err = 0;
     ASSERT_NULL(ac_store_new(&o, &err));
@@ -1996,13 +2008,13 @@ TEST(bucket_growth_failure_is_harmless) {
   for (int i = 0; i < 32; i++) { /* slab of 32; 16 buckets */
     snprintf(key, sizeof key, "b%d", i);
     if (i == 16) {
-      /* The 17th key: the slab must grow (call 1, a realloc) and the
-       * buckets double (call 2): fail only the buckets. */
-      fail_nth(2);
+      /* The 17th key: the policy's nodes (call 1) and the slab (call 2)
+       * must grow, and the buckets double (call 3): fail only the buckets. */
+      fail_nth(3);
     }
     ASSERT_CMP_INT(set_s(s, key, 0), >, 0);
     if (i == 16) {
-      ASSERT_EQ_INT(alloc_calls, 2); /* the failure was reached */
+      ASSERT_EQ_INT(alloc_calls, 3); /* the failure was reached */
       disarm_failure();
     }
   }
