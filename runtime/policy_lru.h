@@ -1,7 +1,9 @@
 /* The LRU policy's state and its hot operations, inline (internal).
  *
- * policy_lru.c wraps these in ac_policy_lru.  See policy_lru.c for the
- * data structure. */
+ * policy_lru.c wraps these in ac_policy_lru; the store calls them directly
+ * when its policy is LRU, which spares the eviction path three indirect
+ * calls (see the store's pol_* helpers).  See policy_lru.c for the data
+ * structure. */
 #ifndef AC_POLICY_LRU_H
 #define AC_POLICY_LRU_H
 

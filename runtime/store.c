@@ -76,6 +76,7 @@
 #include "ac_store.h"
 #include "alloc.h"
 #include "hash.h"
+#include "policy_lru.h"
 
 #define INLINE_KEY 18
 #define MIN_BUCKETS 16u
@@ -125,6 +126,7 @@ struct ac_store_s {
   uint32_t size, maxsize, ttl_count;
   const ac_policy_t *pol;
   void *pst;   /* the policy's state */
+  bool lru;    /* pol is ac_policy_lru: its hot operations run inline */
   /* active expiry */
   uint32_t sweep;  /* the slot the sweep examined last (0: a pass begins) */
   double due;      /* no live entry expires before this */
@@ -142,22 +144,24 @@ struct ac_store_s {
   ac_clock_fn clock, budget_clock;
 };
 
-/* The policy's events. */
+/* The policy's events.  With LRU (the default) the hot ones are inlined:
+ * an eviction is a victim, a removal and an insert, three indirect calls
+ * that cost it ~10%; the branch is on a flag next to the state pointer. */
 static inline void pol_hit(ac_store_t *s, uint32_t i, uint32_t h) {
-  s->pol->on_hit(s->pst, i, h);
+  if (s->lru) ac__lru_hit(s->pst, i); else s->pol->on_hit(s->pst, i, h);
 }
 
 static inline void pol_insert(ac_store_t *s, uint32_t i, uint32_t h) {
-  s->pol->on_insert(s->pst, i, h);
+  if (s->lru) ac__lru_push_front(s->pst, i); else s->pol->on_insert(s->pst, i, h);
 }
 
 static inline void pol_remove(ac_store_t *s, uint32_t i, uint32_t h,
                               ac_removed_t why) {
-  s->pol->on_remove(s->pst, i, h, why);
+  if (s->lru) ac__lru_unlink(s->pst, i); else s->pol->on_remove(s->pst, i, h, why);
 }
 
 static inline uint32_t pol_victim(ac_store_t *s, uint32_t h) {
-  return s->pol->victim(s->pst, h);
+  return s->lru ? ((ac__lru *)s->pst)->tail : s->pol->victim(s->pst, h);
 }
 
 static inline const char *key_of(const entry *x) {
@@ -244,6 +248,7 @@ ac_store_t *ac_store_new(const ac_store_options_t *opts, int *err) {
   s->budget_clock = opts->budget_clock ? opts->budget_clock : ac_clock_precise;
   s->due = s->pass_due = INFINITY;
   s->pol = opts->policy ? opts->policy : &ac_policy_lru;
+  s->lru = s->pol == &ac_policy_lru;
   s->pst = s->pol->create(s->maxsize);
   if (s->pst == NULL) goto nomem;
   s->mask = MIN_BUCKETS - 1;
