@@ -2,6 +2,7 @@
  * way the Lua binding's sweeper drives it (bindings/lua_cache.c, on_sweep).
  *
  *   bench_expire [--entries N] [--ttl SECONDS]
+ *   BENCH_EXPIRE_TRACE=1 bench_expire     also prints every slice (stderr)
  *
  * Each scenario fills a store with N entries (default 200,000) whose TTL
  * (default 0.2 s) runs out together and that nobody reads again, then runs
