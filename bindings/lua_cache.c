@@ -494,7 +494,9 @@ static void on_sweep(uv_timer_t *h) {
       delay = SWEEP_AGAIN_MS;
     else if (rep.next_due > ac_clock_now() + SWEEP_IDLE_MS / 1000.0)
       delay = SWEEP_IDLE_MS;
-    if (rep.shrunk && !rep.more && st.slots <= SWEEP_REBUILD_MAX &&
+    /* On the state, not on rep.shrunk: the slice that ends a shrink may
+     * not be the one that gave memory back. */
+    if (!rep.more && st.slots <= SWEEP_REBUILD_MAX &&
         st.slots < sw->table_slots / 4) {
       sw->rebuild = 1;
       delay = SWEEP_AGAIN_MS;
