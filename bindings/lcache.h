@@ -3,7 +3,10 @@
  * An lcache is the Lua face of a core ac_cache_t (runtime/include/
  * ac_cache.h): the core keeps keys, slots, loads, timeouts and batch
  * windows; the binding keeps the values, in a Lua table indexed by slot,
- * and runs loaders as Lua coroutines.  Shared by lua_cache.c (the
+ * and runs loaders as Lua coroutines.  The core's callbacks (an entry
+ * removed or renumbered, values to compact) may come from inside a method
+ * or from the sweep timer: they use the runtime's own pass thread
+ * (lsched_cbstate), which is always alive, never the caller's.  Shared by lua_cache.c (the
  * "ac.cache" methods), lua_load.c (single-flight misses), lua_batch.c
  * (batch loaders), lua_many.c (get_many) and lua_memo.c (decorated
  * functions, which keep their results in a cache under argument keys). */
@@ -20,7 +23,6 @@ typedef struct lcache {
   int closed;
   ac_cache_t *cache;
   lsched *ls;
-  lua_State *L;        /* state the removal callback may use right now */
   int values_ref;      /* registry: the values table, values[slot] */
   uint32_t values_cap; /* its array part holds slots 1..values_cap: storing
                           there never allocates (see lcache_reserve) */
@@ -71,7 +73,7 @@ typedef struct {
 } lload_spec;
 
 /* The cache at idx (raises unless it is an open cache; fname names the
- * method in the message); sets c->L = L. */
+ * method in the message). */
 lcache *lcache_check(lua_State *L, int idx, const char *fname);
 /* Handles a miss (after ac_cache_get said AC_JOIN with `joining`, or
  * AC_MISS with NULL): joins the key's load, or starts one.  The cache must

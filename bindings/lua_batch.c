@@ -299,7 +299,6 @@ void lbatch_dispatch(void *ud, ac_batch_t *batch) {
   t->done = on_batch_done;
   t->done_ud = b;
   for (int i = 0; i < b->n; i++) lload_of(ac_batch_load(batch, (size_t)i))->loader = t;
-  c->L = L;
   int nres, st = lsched_start_loader(c->ls, L, t, 1, &nres);
   if (st != LUA_YIELD) {
     finish_batch(L, b, t, st, nres);

@@ -27,7 +27,6 @@ lcache *lcache_check(lua_State *L, int idx, const char *fname) {
   if (c == NULL || lua_rawlen(L, idx) != sizeof(lcache) || c->magic != CACHE_MAGIC)
     c = ltype_check_self(L, idx, CACHE_MT, fname);
   if (c->closed) luaL_error(L, "the cache is closed");
-  c->L = L;
   return c;
 }
 
@@ -35,18 +34,81 @@ lcache *lcache_check(lua_State *L, int idx, const char *fname) {
  * close the cache: check again before touching the store. */
 static void still_open(lua_State *L, lcache *c) {
   if (c->closed) luaL_error(L, "the cache is closed");
-  c->L = L;
 }
 
 static void on_removed(void *ud, uint32_t slot, int tag, const char *key,
                        size_t len, ac_removed_t why) {
   lcache *c = ud;
   (void)tag, (void)key, (void)len, (void)why;
-  lua_State *L = c->L;
+  lua_State *L = lsched_cbstate(c->ls);
+  if (!lua_checkstack(L, 3)) return; /* the value goes with the next write */
   lua_rawgeti(L, LUA_REGISTRYINDEX, c->values_ref);
   lua_pushnil(L);
   lua_rawseti(L, -2, (lua_Integer)slot);
   lua_pop(L, 1);
+}
+
+/* A shrinking store renumbers an entry: its value moves with it.  Slots
+ * below values_cap are in the table's array part, so the move does not
+ * allocate; it still runs protected, so that nothing could unwind through
+ * the store and libuv (the stack was checked: lua_checkstack). */
+static int move_value(lua_State *L) {
+  lua_Integer from = lua_tointeger(L, 2), to = lua_tointeger(L, 3);
+  lua_rawgeti(L, 1, from);
+  lua_rawseti(L, 1, to);
+  lua_pushnil(L);
+  lua_rawseti(L, 1, from);
+  return 0;
+}
+
+static int on_moved(void *ud, uint32_t from, uint32_t to) {
+  lcache *c = ud;
+  lua_State *L = lsched_cbstate(c->ls);
+  if (!lua_checkstack(L, 6)) return 1;
+  lua_pushcfunction(L, move_value);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->values_ref);
+  lua_pushinteger(L, (lua_Integer)from);
+  lua_pushinteger(L, (lua_Integer)to);
+  if (lua_pcall(L, 3, 0, 0) != LUA_OK) {
+    lua_pop(L, 1);
+    return 1;
+  }
+  return 0;
+}
+
+/* copy_values(values, n): a new table whose array part holds slots 1..n,
+ * with the values of slots 1..n. */
+static int copy_values(lua_State *L) {
+  lua_Integer n = lua_tointeger(L, 2);
+  lua_createtable(L, (int)n, 0);
+  for (lua_Integer i = 1; i <= n; i++) {
+    if (lua_rawgeti(L, 1, i) == LUA_TNIL) {
+      lua_pop(L, 1);
+      continue;
+    }
+    lua_rawseti(L, -2, i);
+  }
+  return 1;
+}
+
+/* The store shrank: Lua never shrinks the array part of a table whose
+ * slots are set to nil, so the values table is rebuilt at the new size.
+ * Every user of the table fetches it from the registry, and none holds it
+ * across a yield, so the swap is invisible.  Allocation may run the
+ * collector, and a finalizer may close the cache: checked after. */
+static void on_compact(void *ud, uint32_t slots) {
+  lcache *c = ud;
+  lua_State *L = lsched_cbstate(c->ls);
+  if (!lua_checkstack(L, 4)) return;
+  lua_pushcfunction(L, copy_values);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->values_ref);
+  lua_pushinteger(L, (lua_Integer)slots);
+  if (lua_pcall(L, 2, 1, 0) != LUA_OK || c->closed) {
+    lua_pop(L, 1); /* out of memory: keep the old table */
+    return;
+  }
+  lua_rawseti(L, LUA_REGISTRYINDEX, c->values_ref);
+  c->values_cap = slots;
 }
 
 int lcache_is_callable(lua_State *L, int idx) {
@@ -219,7 +281,6 @@ static int cache_metrics(lua_State *L) {
 static void close_cache(lua_State *L, lcache *c) {
   if (c->closed) return;
   c->closed = 1;
-  c->L = L;
   /* Open loads release their waiters; loaders still running find their
    * load closed and drop their result; every entry is reported removed
    * (values[slot] = nil). */
@@ -290,6 +351,8 @@ static int new_cache(lua_State *L) {
   luaL_setmetatable(L, CACHE_MT);
   o.sched = lsched_sched(ls);
   o.ops.removed = on_removed;
+  o.ops.moved = on_moved;
+  o.ops.compact = on_compact;
   o.ops.dispatch = lbatch_dispatch;
   o.ud = c;
   int err;
@@ -300,7 +363,6 @@ static int new_cache(lua_State *L) {
   c->values_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   c->maxsize = o.maxsize;
   c->ls = ls;
-  c->L = L;
   c->batch_result = batch_result;
   if (lua_getfield(L, 1, "batch_loader") != LUA_TNIL)
     c->batch_fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);

@@ -147,12 +147,15 @@ void lcache_put_value(lua_State *L, lcache *c, uint32_t slot) {
 
 void lcache_store(lua_State *L, lcache *c, int tag, const char *key,
                   size_t len, double ttl) {
-  c->L = L;
   lcache_reserve(L, c);
   int64_t slot = ac_cache_set(c->cache, tag, key, len, ttl);
   if (slot < 0) {
     lua_pop(L, 1);
     luaL_error(L, "cannot store the value: %s", ac_strerror((int)slot));
+    return;
+  }
+  if (slot == 0) { /* the eviction policy refused the key */
+    lua_pop(L, 1);
     return;
   }
   lcache_put_value(L, c, (uint32_t)slot);
@@ -166,7 +169,6 @@ void lload_settle(lua_State *L, ac_load_t *ld, int v, int nout, int failed,
   int top = lua_gettop(L);
   uint32_t slot = 0;
   if (store && ac_load_open(ld) && lcache_try_reserve(L, c)) {
-    c->L = L;
     int64_t s = ac_load_store(ld); /* failure: served, not kept */
     if (s > 0) {
       slot = (uint32_t)s;
@@ -190,7 +192,6 @@ void lload_settle(lua_State *L, ac_load_t *ld, int v, int nout, int failed,
   luaL_unref(L, LUA_REGISTRYINDEX, d->cache_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, d->anchor_ref);
   lsched_drop(c->ls, &d->held);
-  c->L = L;
   ac_load_finish(ld, failed ? AC_ELOAD : 0, slot);
   lua_settop(L, top);
 }

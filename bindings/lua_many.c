@@ -181,7 +181,6 @@ int lcache_get_many(lua_State *L) {
     lua_replace(L, 3);
   }
   if (c->closed) return luaL_error(L, "the cache is closed"); /* an option's metamethod */
-  c->L = L;
   lua_Unsigned len = lua_rawlen(L, 2); /* raw: no metamethod may run from here */
   if (len > (lua_Unsigned)1 << 24)
     return luaL_error(L, "cache:get_many(): too many keys (%d at most)", 1 << 24);

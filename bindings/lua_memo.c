@@ -50,7 +50,6 @@ static int memo_call(lua_State *L) {
   lmemo *m = check_memo(L, "__call");
   lcache *c = m->cache;
   if (c->closed) return luaL_error(L, "the cache is closed");
-  c->L = L;
   int top = lua_gettop(L);
   largs k;
   memo_key(L, m, top, &k);

@@ -33,8 +33,22 @@
 #include "alloc.h"
 
 #define DEFAULT_MAX_BATCH 100u
-#define SWEEP_INTERVAL 1.0   /* seconds between expiry slices */
+
+/* Active expiry: a slice every tick while entries with a TTL may be due,
+ * one whole pass over the slab every SWEEP_PASS_TICKS ticks (so an expired
+ * entry nobody reads leaves within about a second), and slices again after
+ * SWEEP_AGAIN while the last one stopped among mostly expired entries or
+ * while the store shrinks.  No slice runs longer than SWEEP_BUDGET. */
+#define SWEEP_TICK 0.1      /* seconds, unless the options say otherwise */
+#define SWEEP_IDLE 1.0      /* when nothing can expire within a second */
+#define SWEEP_AGAIN 0.001   /* the loop gets a turn between slices */
+#define SWEEP_BUDGET 0.001  /* seconds per slice */
+#define SWEEP_PASS_TICKS 10u
 #define SWEEP_MIN_CHECKS 1024u
+/* The owner is told to compact its values (ops.compact) when the slab has
+ * shrunk below a quarter of what it held, and only up to this many slots,
+ * so that the copy fits a tick of its own. */
+#define COMPACT_MAX 16384u
 
 enum { LOAD_OPENED = 1, LOAD_LEADING, LOAD_FETCHING, LOAD_BATCHED };
 
@@ -78,6 +92,10 @@ struct ac_cache_s {
   ac_sched_t *sched;
   ac_backend_t *backend;
   ac_timer_t *sweeper;
+  double sweep_tick;
+  uint32_t owner_slots; /* slots the owner's values may have room for */
+  int compact_next;     /* the next tick calls ops.compact */
+  uint32_t removed_last; /* entries the last slice removed */
   ac_cache_ops_t ops;
   void *ud;
   double default_ttl, load_timeout, batch_window;
@@ -432,9 +450,55 @@ static void on_removed(void *ud, uint32_t slot, int tag, const char *key,
   if (c->ops.removed) c->ops.removed(c->ud, slot, tag, key, len, why);
 }
 
+static int on_moved(void *ud, uint32_t from, uint32_t to) {
+  ac_cache_t *c = ud;
+  return c->ops.moved(c->ud, from, to);
+}
+
+/* One slice of active expiry; returns the seconds until the next. */
+static double sweep_slice(ac_cache_t *c, double budget) {
+  ac_store_stats_t st;
+  ac_store_stats(c->store, &st);
+  uint32_t checks = st.slots / SWEEP_PASS_TICKS;
+  if (checks < SWEEP_MIN_CHECKS) checks = SWEEP_MIN_CHECKS;
+  if (st.slots > c->owner_slots) c->owner_slots = st.slots;
+  ac_expire_report_t rep = {0};
+  ac_store_expire_budget(c->store, checks, budget, &rep);
+  ac_store_stats(c->store, &st);
+  double next = c->sweep_tick;
+  if (rep.more)
+    next = SWEEP_AGAIN;
+  else if (rep.next_due > ac_clock_now() + SWEEP_IDLE)
+    next = SWEEP_IDLE;
+  /* On the state, not on rep.shrunk: the slice that ends a shrink may not
+   * be the one that gave memory back. */
+  if (c->ops.compact != NULL && !rep.more && st.slots <= COMPACT_MAX &&
+      st.slots < c->owner_slots / 4) {
+    c->compact_next = 1;
+    next = SWEEP_AGAIN;
+  }
+  c->removed_last = rep.removed;
+  return next;
+}
+
 static void on_sweep(ac_timer_t *t, void *data) {
-  (void)t;
-  ac_cache_expire(data, 0);
+  ac_cache_t *c = data;
+  double next;
+  if (c->compact_next) { /* a tick of its own: the owner copies its values */
+    c->compact_next = 0;
+    ac_store_stats_t st;
+    ac_store_stats(c->store, &st);
+    c->owner_slots = st.slots;
+    c->refs++; /* the owner may free the cache from its callback */
+    c->ops.compact(c->ud, st.slots);
+    int closed = c->closed;
+    unref(c);
+    if (closed) return;
+    next = SWEEP_AGAIN;
+  } else {
+    next = sweep_slice(c, SWEEP_BUDGET);
+  }
+  ac_timer_start(t, next, 0);
 }
 
 ac_cache_t *ac_cache_new(const ac_cache_options_t *o, int *err) {
@@ -451,7 +515,9 @@ ac_cache_t *ac_cache_new(const ac_cache_options_t *o, int *err) {
   ac_cache_t *c = ac__calloc(1, sizeof *c);
   if (c == NULL) goto nomem;
   c->refs = 1;
-  ac_store_options_t so = {o->maxsize, on_removed, c, o->clock};
+  ac_store_options_t so = {.maxsize = o->maxsize, .removed = on_removed, .ud = c,
+                           .clock = o->clock,
+                           .moved = o->ops.moved != NULL ? on_moved : NULL};
   c->store = ac_store_new(&so, err);
   c->flights = ac_flights_new();
   c->sweeper = ac_timer_new(o->sched, on_sweep, c);
@@ -472,7 +538,8 @@ ac_cache_t *ac_cache_new(const ac_cache_options_t *o, int *err) {
   c->max_batch = o->max_batch_size ? o->max_batch_size : DEFAULT_MAX_BATCH;
   c->load_data = ALIGN(o->load_data_size);
   c->batch_data = ALIGN(o->batch_data_size);
-  ac_timer_start(c->sweeper, SWEEP_INTERVAL, SWEEP_INTERVAL);
+  c->sweep_tick = o->sweep_interval > 0 ? o->sweep_interval : SWEEP_TICK;
+  ac_timer_start(c->sweeper, c->sweep_tick, 0); /* re-armed by on_sweep */
   ac_timer_unref(c->sweeper); /* sweeping alone keeps no loop alive */
   *err = 0;
   return c;
@@ -548,7 +615,7 @@ int64_t ac_cache_set(ac_cache_t *c, int tag, const void *key, size_t len,
   if (c->closed) return AC_ECLOSED;
   int is_new;
   int64_t slot = ac_store_set(c->store, tag, key, len, effective_ttl(c, ttl), &is_new);
-  if (slot > 0) make_stale(c, tag, key, len);
+  make_stale(c, tag, key, len); /* a write, even one the policy refused */
   return slot;
 }
 
@@ -618,12 +685,9 @@ void ac_cache_clear(ac_cache_t *c) {
 }
 
 uint32_t ac_cache_expire(ac_cache_t *c, double max_seconds) {
-  (void)max_seconds;
-  if (c->closed || ac_store_ttl_count(c->store) == 0) return 0;
-  ac_store_stats_t st;
-  ac_store_stats(c->store, &st);
-  uint32_t checks = st.size / 4 > SWEEP_MIN_CHECKS ? st.size / 4 : SWEEP_MIN_CHECKS;
-  return ac_store_expire(c->store, checks);
+  if (c->closed) return 0;
+  sweep_slice(c, max_seconds > 0 ? max_seconds : SWEEP_BUDGET);
+  return c->removed_last;
 }
 
 /* ---- reading --------------------------------------------------------------------- */

@@ -3,7 +3,8 @@
  *   ac_error.h   error codes, ac_strerror
  *   ac_alloc.h   the allocator hook
  *   ac_clock.h   clocks used for TTL
- *   ac_store.h   the bounded LRU/TTL store
+ *   ac_store.h   the bounded store: keys to slots, with TTL
+ *   ac_policy.h  eviction policies behind the store (LRU)
  *   ac_flight.h  single-flight load coalescing
  *   ac_sched.h   the libuv loop and the ready queue
  *   ac_timer.h   timers that count from now
@@ -18,6 +19,7 @@
 #include "ac_clock.h"
 #include "ac_error.h"
 #include "ac_flight.h"
+#include "ac_policy.h"
 #include "ac_sched.h"
 #include "ac_store.h"
 #include "ac_timer.h"

@@ -91,6 +91,17 @@ typedef struct {
    * cleared): drop values[slot].  Must not call into the cache. */
   void (*removed)(void *ud, uint32_t slot, int tag, const char *key,
                   size_t len, ac_removed_t why);
+  /* Optional: the store, shrinking after many entries left, gives the
+   * entry in slot `from` the lower slot `to`: move values[from] to
+   * values[to] and return 0, or refuse with nonzero (the entry stays).
+   * Without it the store shrinks only down to its highest live slot.
+   * Must not call into the cache. */
+  int (*moved)(void *ud, uint32_t from, uint32_t to);
+  /* Optional: the store now uses slots 1..slots only, far fewer than
+   * before: an owner whose value array does not shrink by itself (a Lua
+   * table) may rebuild it smaller.  Runs from the sweep timer, in a tick
+   * of its own. */
+  void (*compact)(void *ud, uint32_t slots);
   /* A batch is due: run its loader and finish each of its loads, then
    * ac_batch_done(b) (now or later).  Runs once for every batch: from a
    * pass of the ready queue, never inside a cache call; or from
@@ -132,6 +143,7 @@ typedef struct {
   ac_cache_ops_t ops;
   void *ud;
   ac_clock_fn clock;      /* TTL clock; NULL: the coarse monotonic clock */
+  double sweep_interval;  /* seconds between expiry slices (0: 0.1) */
 } ac_cache_options_t;
 
 /* Counters, cumulative since the cache was created (or reset). */
@@ -235,8 +247,9 @@ AC_EXPORT void ac_batch_done(ac_batch_t *b);
 
 /* Stores a value for a key now (a write: a load of the key in progress
  * becomes stale).  Returns the slot (> 0) for the caller to put the value
- * in (replacing the old one when the key was cached), or a negative AC_E*
- * code.  ttl as for ac_cache_lead. */
+ * in (replacing the old one when the key was cached), 0 when the eviction
+ * policy refused the key (nothing stored), or a negative AC_E* code.  ttl
+ * as for ac_cache_lead. */
 AC_EXPORT int64_t ac_cache_set(ac_cache_t *c, int tag, const void *key,
                                size_t len, double ttl);
 /* After the caller has put the value of ac_cache_set's slot in place:
@@ -247,8 +260,11 @@ AC_EXPORT int ac_cache_delete(ac_cache_t *c, int tag, const void *key,
                               size_t len);
 /* Removes every entry and makes every load in progress stale. */
 AC_EXPORT void ac_cache_clear(ac_cache_t *c);
-/* Removes expired entries: a slice of at most max_seconds (0: a default
- * of 1 ms).  Returns how many it removed. */
+/* Removes expired entries (and lets the store shrink): one slice of at
+ * most max_seconds (0: the sweep's 1 ms).  The cache's timer runs slices
+ * on its own (active expiry: expired entries nobody reads leave within
+ * about a second); this is for hosts and tests that want one now.
+ * Returns how many it removed. */
 AC_EXPORT uint32_t ac_cache_expire(ac_cache_t *c, double max_seconds);
 
 /* The largest slot the next store (ac_load_store, ac_cache_set) may hand

@@ -2,6 +2,7 @@
  * injected clock, the removal callback, slots, stats, keyed hashing against
  * collision attacks, and allocation failures. */
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 
 #include "ac_alloc.h"
 #include "ac_error.h"
+#include "ac_policy.h"
 #include "ac_store.h"
 #include "hash.h"
 #include "test_harness.h"
@@ -82,7 +84,8 @@ static size_t count_why(const recorder *r, ac_removed_t why) {
 /* ---- helpers ------------------------------------------------------------ */
 
 static ac_store_t *new_store(uint32_t maxsize, recorder *r) {
-  ac_store_options_t o = {maxsize, r ? on_removed : NULL, r, fake_clock};
+  ac_store_options_t o = {.maxsize = maxsize, .removed = r ? on_removed : NULL,
+                         .ud = r, .clock = fake_clock};
   int err = 12345;
   ac_store_t *s = ac_store_new(&o, &err);
   ASSERT_NOT_NULL(s);
@@ -109,18 +112,29 @@ static ac_store_stats_t stats_of(const ac_store_t *s) {
   return st;
 }
 
-/* The MRU walk as slots; returns its length. */
+/* The LRU policy's walk as slots, most recently used first, read through
+ * the policy's own API; checks that ac_store_next_ranked agrees and that
+ * the walk holds every live slot once.  Returns its length. */
 static size_t walk(const ac_store_t *s, uint32_t *out, size_t max) {
+  const void *st = ac_store_policy_state(s);
   size_t n = 0;
-  for (uint32_t i = ac_store_next_mru(s, 0); i != 0;
-       i = ac_store_next_mru(s, i)) {
-    if (n == max) FAIL("MRU walk longer than %zu", max);
+  uint32_t ranked = ac_store_next_ranked(s, 0);
+  for (uint32_t i = ac_policy_lru.next(st, 0); i != 0;
+       i = ac_policy_lru.next(st, i)) {
+    if (n == max) FAIL("LRU walk longer than %zu", max);
+    ASSERT_EQ_UINT(ranked, i);
+    ranked = ac_store_next_ranked(s, i);
     out[n++] = i;
   }
+  ASSERT_EQ_UINT(ranked, 0);
+  size_t live = 0;
+  for (uint32_t i = ac_store_next(s, 0); i != 0; i = ac_store_next(s, i)) live++;
+  ASSERT_EQ_UINT(live, n);
+  ASSERT_EQ_UINT(stats_of(s).size, n);
   return n;
 }
 
-/* Asserts the MRU walk yields exactly these tag-0 keys, most recent first. */
+/* Asserts the LRU walk yields exactly these tag-0 keys, most recent first. */
 static void assert_mru_keys(const ac_store_t *s, const char *const *keys,
                             size_t n) {
   uint32_t slots[256];
@@ -184,7 +198,7 @@ TEST(new_rejects_bad_options) {
   int err = 0;
   ASSERT_NULL(ac_store_new(NULL, &err));
   ASSERT_EQ_INT(err, AC_EINVAL);
-  ac_store_options_t o = {0, NULL, NULL, NULL};
+  ac_store_options_t o = {.maxsize = 0};
   err = 0;
   ASSERT_NULL(ac_store_new(&o, &err));
   ASSERT_EQ_INT(err, AC_EINVAL);
@@ -496,7 +510,7 @@ TEST(maxsize_one) {
 /* A reference LRU (an array, most recent first) driven side by side with
  * the store through a reproducible mix of get/set/peek/delete: every
  * eviction must name the model's least recently used key, every slot must
- * be unique among live keys, and the MRU walk must match the model. */
+ * be unique among live keys, and the LRU walk must match the model. */
 static void run_lru_model(uint32_t maxsize, uint64_t seed) {
   recorder r = {0};
   ac_store_t *s = new_store(maxsize, &r);
@@ -941,7 +955,6 @@ TEST(removal_callback_reasons) {
   ASSERT_EQ_UINT(count_why(&r, AC_REMOVED_EVICTED), 1);
   ASSERT_EQ_UINT(count_why(&r, AC_REMOVED_EXPIRED), 2);
   ASSERT_EQ_UINT(count_why(&r, AC_REMOVED_DELETED), 1);
-  ASSERT_EQ_UINT(count_why(&r, AC_REMOVED_REPLACED), 0);
   int saw_big = 0;
   for (size_t i = 6; i < 8; i++)
     if (r.ev[i].len == sizeof big) {
@@ -1008,7 +1021,8 @@ TEST(delete_and_clear) {
   ASSERT_EQ_UINT(stats_of(s).size, 0);
   ASSERT_EQ_UINT(get_s(s, "a"), 0);
   ASSERT_EQ_UINT(get_s(s, "c"), 0);
-  ASSERT_EQ_UINT(ac_store_next_mru(s, 0), 0);
+  ASSERT_EQ_UINT(ac_store_next(s, 0), 0);
+  ASSERT_EQ_UINT(ac_store_next_ranked(s, 0), 0);
   ASSERT_EQ_UINT(r.n, 3);
 
   /* Usable after a clear, up to maxsize again without evicting. */
@@ -1071,9 +1085,9 @@ TEST(stats_counters) {
   ac_store_free(s);
 }
 
-TEST(next_mru_walk_order) {
+TEST(lru_walk_order) {
   ac_store_t *s = new_store(8, NULL);
-  ASSERT_EQ_UINT(ac_store_next_mru(s, 0), 0); /* empty */
+  ASSERT_EQ_UINT(ac_store_next_ranked(s, 0), 0); /* empty */
   int64_t a = set_s(s, "a", 0);
   set_s(s, "b", 0);
   set_s(s, "c", 0);
@@ -1098,7 +1112,7 @@ TEST(next_mru_walk_order) {
   ac_store_delete(s, 0, "d", 1); /* the tail */
   static const char *const o5[] = {"a"};
   assert_mru_keys(s, o5, 1);
-  ASSERT_EQ_UINT(ac_store_next_mru(s, (uint32_t)a), 0);
+  ASSERT_EQ_UINT(ac_store_next_ranked(s, (uint32_t)a), 0);
   ac_store_free(s);
 }
 
@@ -1128,6 +1142,547 @@ TEST(memory_grows_with_entries) {
   ASSERT_EQ_INT(ac_store_delete(s, 0, big, sizeof big), 0);
   ASSERT_EQ_UINT(ac_store_memory(s), before);
   ac_store_free(s);
+}
+
+/* ---- active expiry in slices, and shrinking ------------------------------- */
+
+/* A budget clock that advances by budget_step at every reading. */
+static double budget_now, budget_step;
+static unsigned budget_reads;
+
+static double fake_budget(void) {
+  budget_reads++;
+  budget_now += budget_step;
+  return budget_now;
+}
+
+/* What a caller keeps per slot, as the Lua binding keeps values[slot]: the
+ * callbacks check that the store only frees slots that hold a value and
+ * only moves an entry into a slot that holds none. */
+typedef struct {
+  uint32_t *v; /* v[slot]: the key's id + 1, 0 for none */
+  uint32_t n;
+  uint32_t moves, removals;
+  int refuse; /* the moved callback refuses */
+} values;
+
+static void values_removed(void *ud, uint32_t slot, int tag, const char *key,
+                           size_t len, ac_removed_t why) {
+  values *vs = ud;
+  (void)tag, (void)key, (void)len, (void)why;
+  if (slot == 0 || slot > vs->n || vs->v[slot] == 0)
+    FAIL("removal of slot %u, which holds no value", slot);
+  vs->v[slot] = 0;
+  vs->removals++;
+}
+
+static int values_moved(void *ud, uint32_t from, uint32_t to) {
+  values *vs = ud;
+  if (vs->refuse) return 1;
+  if (from == 0 || from > vs->n || vs->v[from] == 0)
+    FAIL("move from slot %u, which holds no value", from);
+  if (to == 0 || to >= from || vs->v[to] != 0)
+    FAIL("move from %u to slot %u, which is not a free lower slot", from, to);
+  vs->v[to] = vs->v[from];
+  vs->v[from] = 0;
+  vs->moves++;
+  return 0;
+}
+
+static ac_store_t *new_store_v(uint32_t maxsize, values *vs, int with_moves) {
+  vs->n = maxsize;
+  vs->v = calloc((size_t)maxsize + 1, sizeof *vs->v);
+  ASSERT_NOT_NULL(vs->v);
+  ac_store_options_t o = {.maxsize = maxsize, .removed = values_removed,
+                          .ud = vs, .clock = fake_clock,
+                          .moved = with_moves ? values_moved : NULL,
+                          .budget_clock = fake_budget};
+  ac_store_t *s = ac_store_new(&o, NULL);
+  ASSERT_NOT_NULL(s);
+  return s;
+}
+
+/* Sets key "v<id>" and records its value. */
+static int64_t set_v(ac_store_t *s, values *vs, uint32_t id, double ttl) {
+  char key[16];
+  snprintf(key, sizeof key, "v%u", id);
+  int is_new = 0;
+  int64_t slot = ac_store_set(s, 0, key, strlen(key), ttl, &is_new);
+  ASSERT_CMP_INT(slot, >, 0);
+  if (is_new) ASSERT_EQ_UINT(vs->v[slot], 0);
+  vs->v[slot] = id + 1;
+  return slot;
+}
+
+/* The slot of "v<id>" (peek), checking it holds the key's value. */
+static uint32_t slot_v(ac_store_t *s, values *vs, uint32_t id) {
+  char key[16];
+  snprintf(key, sizeof key, "v%u", id);
+  uint32_t slot = ac_store_peek(s, 0, key, strlen(key));
+  if (slot != 0 && vs->v[slot] != id + 1)
+    FAIL("key v%u: slot %u holds the value of v%u", id, slot, vs->v[slot] - 1);
+  return slot;
+}
+
+/* Slices with no time bound until none has more to do; returns how many. */
+static unsigned run_slices(ac_store_t *s, uint32_t max_checks) {
+  ac_expire_report_t rep;
+  unsigned n = 0;
+  do {
+    ac_store_expire_budget(s, max_checks, 0, &rep);
+    if (++n > 100000) FAIL("slices never finish");
+  } while (rep.more);
+  return n;
+}
+
+/* Fills the store up to maxsize with fresh keys: none may evict (so no
+ * slot was lost) and every slot handed out must be free in the caller's
+ * eyes. */
+static void assert_fills_to_maxsize(ac_store_t *s, values *vs) {
+  uint64_t ev = stats_of(s).evictions;
+  for (uint32_t id = 1000000; stats_of(s).size < stats_of(s).maxsize; id++)
+    set_v(s, vs, id, 0);
+  ASSERT_EQ_UINT(stats_of(s).evictions, ev);
+  uint32_t held = 0;
+  for (uint32_t i = 1; i <= vs->n; i++) held += vs->v[i] != 0;
+  ASSERT_EQ_UINT(held, stats_of(s).maxsize);
+}
+
+TEST(expire_budget_removes_every_expired_entry_in_slices) {
+  values vs = {0};
+  fake_now = 100;
+  budget_step = 0;
+  ac_store_t *s = new_store_v(20000, &vs, 1);
+  for (uint32_t i = 0; i < 10000; i++) set_v(s, &vs, i, 1);
+  for (uint32_t i = 10000; i < 10100; i++) set_v(s, &vs, i, 0); /* no TTL */
+  fake_now += 2;
+  /* 500 checks a slice: every expired entry is gone after one pass worth
+   * of slices, and a slice's count never exceeds its bound. */
+  ac_expire_report_t rep;
+  unsigned slices = 0;
+  uint32_t removed = 0;
+  do {
+    removed += ac_store_expire_budget(s, 500, 0, &rep);
+    ASSERT_CMP_UINT(rep.checked, <=, 500);
+    ASSERT_CMP_UINT(++slices, <=, 10100 / 500 + 1);
+  } while (stats_of(s).size > 100);
+  ASSERT_EQ_UINT(removed, 10000);
+  ASSERT_EQ_UINT(vs.removals, 10000);
+  ASSERT_EQ_UINT(stats_of(s).expirations, 10000);
+  ASSERT_EQ_UINT(ac_store_ttl_count(s), 0);
+  for (uint32_t i = 0; i < 10000; i++) ASSERT_EQ_UINT(slot_v(s, &vs, i), 0);
+  for (uint32_t i = 10000; i < 10100; i++) ASSERT_CMP_UINT(slot_v(s, &vs, i), >, 0);
+  run_slices(s, 500);
+  ASSERT_EQ_UINT(stats_of(s).size, 100);
+  ac_store_free(s);
+  free(vs.v);
+}
+
+TEST(expire_budget_slice_respects_its_check_bound) {
+  values vs = {0};
+  fake_now = 100;
+  budget_step = 0;
+  ac_store_t *s = new_store_v(4096, &vs, 1);
+  for (uint32_t i = 0; i < 4000; i++) set_v(s, &vs, i, 1);
+  fake_now += 2;
+  ac_expire_report_t rep;
+  ASSERT_EQ_UINT(ac_store_expire_budget(s, 100, 0, &rep), 100);
+  ASSERT_EQ_UINT(rep.checked, 100);
+  ASSERT_EQ_UINT(rep.removed, 100);
+  ASSERT_EQ_INT(rep.more, 1); /* stopped among expired entries */
+  ASSERT_EQ_UINT(rep.moved, 0);
+  ASSERT_EQ_INT(rep.shrunk, 0); /* no shrink while expiry is hot */
+  ASSERT_EQ_UINT(stats_of(s).size, 3900);
+  /* 0 means no bound, but never more than one pass. */
+  ASSERT_EQ_UINT(ac_store_expire_budget(s, 0, 0, &rep), 3900);
+  ASSERT_EQ_UINT(rep.checked, 3900); /* 101..4000, then the pass ends */
+  ac_store_free(s);
+  free(vs.v);
+}
+
+TEST(expire_budget_slice_respects_its_time_budget) {
+  values vs = {0};
+  fake_now = 100;
+  ac_store_t *s = new_store_v(20000, &vs, 1);
+  for (uint32_t i = 0; i < 20000; i++) set_v(s, &vs, i, 1);
+  fake_now += 2;
+  /* Each reading of the budget clock says 10 us have passed; a budget of
+   * 100 us allows about ten readings, one every 16 removals. */
+  budget_now = 0;
+  budget_step = 10e-6;
+  budget_reads = 0;
+  ac_expire_report_t rep;
+  uint32_t removed = ac_store_expire_budget(s, 0, 100e-6, &rep);
+  ASSERT_CMP_UINT(removed, >=, 16);
+  ASSERT_CMP_UINT(removed, <=, 16 * 11);
+  ASSERT_CMP_UINT(budget_reads, <=, 13);
+  ASSERT_CMP_INT(rep.more, ==, 1);
+  ASSERT_NEAR(rep.elapsed, 10e-6 * (budget_reads - 1), 1e-9);
+  ASSERT_CMP_INT(rep.elapsed, >=, 0);
+  /* Slices of the same budget finish the job. */
+  unsigned slices = 1;
+  while (rep.more) {
+    ac_store_expire_budget(s, 0, 100e-6, &rep);
+    ASSERT_CMP_UINT(rep.removed, <=, 16 * 11);
+    ASSERT_CMP_UINT(++slices, <, 2000);
+  }
+  ASSERT_EQ_UINT(stats_of(s).size, 0);
+  ASSERT_EQ_UINT(vs.removals, 20000);
+  budget_step = 0;
+  ac_store_free(s);
+  free(vs.v);
+}
+
+TEST(expire_budget_skips_a_store_with_nothing_due) {
+  values vs = {0};
+  fake_now = 100;
+  budget_step = 0;
+  ac_store_t *s = new_store_v(4096, &vs, 1);
+  for (uint32_t i = 0; i < 4000; i++) set_v(s, &vs, i, 50);
+  ac_expire_report_t rep;
+  fake_now += 10;
+  ac_store_expire_budget(s, 0, 0, &rep);
+  ASSERT_EQ_UINT(rep.checked, 0); /* the least deadline is 150 */
+  ASSERT_EQ_INT(rep.more, 0);
+  ASSERT_NEAR(rep.next_due, 150, 1e-9);
+  /* A shorter TTL given later lowers the bound at once, wherever its
+   * entry sits relative to the sweep. */
+  int64_t late = set_v(s, &vs, 7, 1);
+  ASSERT_NEAR(ac_store_ttl_left(s, (uint32_t)late), 1, 1e-9);
+  fake_now += 2;
+  ASSERT_EQ_UINT(ac_store_expire_budget(s, 0, 0, &rep), 1);
+  ASSERT_EQ_UINT(slot_v(s, &vs, 7), 0);
+  ASSERT_EQ_UINT(stats_of(s).size, 3999);
+  /* The pass saw every other deadline: nothing more until 150. */
+  ac_store_expire_budget(s, 0, 0, &rep);
+  ASSERT_EQ_UINT(rep.checked, 0);
+  ASSERT_NEAR(rep.next_due, 150, 1e-9);
+  fake_now = 151;
+  ASSERT_EQ_UINT(ac_store_expire_budget(s, 0, 0, &rep), 3999);
+  ASSERT_NEAR(rep.next_due, INFINITY, 0);
+  ac_store_free(s);
+  free(vs.v);
+}
+
+TEST(memory_falls_as_expired_entries_leave) {
+  values vs = {0};
+  fake_now = 100;
+  budget_step = 0;
+  size_t empty;
+  ac_store_t *s = new_store_v(100000, &vs, 1);
+  empty = ac_store_memory(s);
+  for (uint32_t i = 0; i < 50000; i++) set_v(s, &vs, i, 1);
+  size_t full = ac_store_memory(s);
+  ASSERT_CMP_UINT(full, >, empty + 50000 * 48);
+  fake_now += 2;
+  size_t last = full;
+  ac_expire_report_t rep;
+  unsigned slices = 0, shrinks = 0;
+  do { /* memory never grows on the way down */
+    ac_store_expire_budget(s, 5000, 0, &rep);
+    size_t m = ac_store_memory(s);
+    ASSERT_CMP_UINT(m, <=, last);
+    shrinks += m < last;
+    ASSERT_EQ_INT(rep.shrunk, m < last);
+    last = m;
+    ASSERT_CMP_UINT(++slices, <, 1000);
+  } while (rep.more);
+  ASSERT_EQ_UINT(stats_of(s).size, 0);
+  ASSERT_CMP_UINT(shrinks, >=, 1);
+  ASSERT_CMP_UINT(last, <=, empty); /* the slab is gone, 16 buckets left */
+  ASSERT_EQ_UINT(stats_of(s).slots, 0);
+  /* A store that shrank grows again as before. */
+  for (uint32_t i = 0; i < 30000; i++) set_v(s, &vs, i, 0);
+  for (uint32_t i = 0; i < 30000; i++) ASSERT_CMP_UINT(slot_v(s, &vs, i), >, 0);
+  assert_fills_to_maxsize(s, &vs);
+  ac_store_free(s);
+  free(vs.v);
+}
+
+TEST(shrink_renumbers_survivors_through_the_moved_callback) {
+  values vs = {0};
+  fake_now = 100;
+  budget_step = 0;
+  ac_store_t *s = new_store_v(8192, &vs, 1);
+  /* 8000 entries with a TTL and, spread among them, 80 without. */
+  for (uint32_t i = 0; i < 8000; i++) set_v(s, &vs, i, i % 100 == 0 ? 0 : 1);
+  /* Touch half the survivors so their LRU order is not the slot order. */
+  char key[16];
+  for (uint32_t i = 0; i < 8000; i += 200) {
+    snprintf(key, sizeof key, "v%u", i);
+    ASSERT_CMP_UINT(get_s(s, key), >, 0);
+  }
+  static uint32_t before[8000];
+  ASSERT_EQ_UINT(walk(s, before, 8000), 8000);
+  uint32_t order[80]; /* the survivors' ids, most recent first */
+  int n = 0;
+  for (int i = 0; i < 8000; i++)
+    if ((vs.v[before[i]] - 1) % 100 == 0) order[n++] = vs.v[before[i]] - 1;
+  ASSERT_EQ_INT(n, 80);
+  ASSERT_EQ_UINT(order[0], 7800); /* the last one touched */
+  size_t full = ac_store_memory(s);
+  fake_now += 2;
+  run_slices(s, 0);
+  ASSERT_EQ_UINT(stats_of(s).size, 80);
+  ASSERT_CMP_UINT(vs.moves, >, 0);
+  /* Every survivor is found, with its value, at a slot the shrunk slab
+   * holds, and the LRU order did not change. */
+  ASSERT_CMP_UINT(stats_of(s).slots, <=, 160);
+  for (uint32_t i = 0; i < 8000; i += 100) {
+    uint32_t sl = slot_v(s, &vs, i);
+    ASSERT_CMP_UINT(sl, >, 0);
+    ASSERT_CMP_UINT(sl, <=, 160);
+  }
+  uint32_t after[80];
+  ASSERT_EQ_UINT(walk(s, after, 80), 80);
+  for (int i = 0; i < 80; i++) ASSERT_EQ_UINT(vs.v[after[i]] - 1, order[i]);
+  ASSERT_CMP_UINT(ac_store_memory(s), <, full / 20);
+  ASSERT_CMP_UINT(ac_store_longest_chain(s), <=, 8);
+  assert_fills_to_maxsize(s, &vs);
+  ac_store_free(s);
+  free(vs.v);
+}
+
+TEST(shrink_without_moved_callback_keeps_every_slot) {
+  values vs = {0};
+  fake_now = 100;
+  budget_step = 0;
+  ac_store_t *s = new_store_v(8192, &vs, 0);
+  /* Long-lived entries in slots 1..10, then 8000 that expire. */
+  int64_t low[10];
+  for (uint32_t i = 0; i < 10; i++) low[i] = set_v(s, &vs, i, 0);
+  for (uint32_t i = 10; i < 8010; i++) set_v(s, &vs, i, 1);
+  size_t full = ac_store_memory(s);
+  fake_now += 2;
+  run_slices(s, 0);
+  ASSERT_EQ_UINT(stats_of(s).size, 10);
+  for (uint32_t i = 0; i < 10; i++) ASSERT_EQ_UINT(slot_v(s, &vs, i), low[i]);
+  ASSERT_CMP_UINT(ac_store_memory(s), <, full / 20); /* the free top went */
+  ASSERT_EQ_UINT(vs.moves, 0);
+  assert_fills_to_maxsize(s, &vs);
+  ac_store_free(s);
+  free(vs.v);
+
+  /* One live entry at the top pins the slab: nothing moves, nothing is
+   * lost. */
+  memset(&vs, 0, sizeof vs);
+  s = new_store_v(8192, &vs, 0);
+  for (uint32_t i = 0; i < 8000; i++) set_v(s, &vs, i, 1);
+  int64_t top = set_v(s, &vs, 8000, 0);
+  full = ac_store_memory(s);
+  fake_now += 2;
+  run_slices(s, 0);
+  ASSERT_EQ_UINT(stats_of(s).size, 1);
+  ASSERT_EQ_UINT(slot_v(s, &vs, 8000), top);
+  ASSERT_CMP_UINT(ac_store_memory(s), <=, full);
+  assert_fills_to_maxsize(s, &vs);
+  ac_store_free(s);
+  free(vs.v);
+}
+
+TEST(shrink_gives_up_when_a_move_is_refused) {
+  values vs = {0};
+  fake_now = 100;
+  budget_step = 0;
+  ac_store_t *s = new_store_v(8192, &vs, 1);
+  for (uint32_t i = 0; i < 8000; i++) set_v(s, &vs, i, i % 100 == 0 ? 0 : 1);
+  int64_t slot[80];
+  for (uint32_t i = 0; i < 8000; i += 100) slot[i / 100] = slot_v(s, &vs, i);
+  vs.refuse = 1;
+  fake_now += 2;
+  run_slices(s, 0);
+  ASSERT_EQ_UINT(stats_of(s).size, 80);
+  ASSERT_EQ_UINT(vs.moves, 0);
+  for (uint32_t i = 0; i < 8000; i += 100) ASSERT_EQ_UINT(slot_v(s, &vs, i), slot[i / 100]);
+  /* Given up for now: more slices do not ask again before the store
+   * halves. */
+  vs.refuse = 0;
+  run_slices(s, 0);
+  ASSERT_EQ_UINT(vs.moves, 0);
+  assert_fills_to_maxsize(s, &vs);
+  ac_store_free(s);
+  free(vs.v);
+}
+
+TEST(shrink_does_not_move_entries_about_to_expire) {
+  values vs = {0};
+  fake_now = 100;
+  budget_step = 0;
+  ac_store_t *s = new_store_v(8192, &vs, 1);
+  /* 8000 entries expire at 101; 40 at the top of the slab at 101.5. */
+  for (uint32_t i = 0; i < 8000; i++) set_v(s, &vs, i, 1);
+  for (uint32_t i = 8000; i < 8040; i++) set_v(s, &vs, i, 1.5);
+  fake_now = 101;
+  ac_expire_report_t rep;
+  run_slices(s, 0);
+  ASSERT_EQ_UINT(stats_of(s).size, 40);
+  ASSERT_EQ_UINT(vs.moves, 0); /* waiting: they leave on their own */
+  ac_store_expire_budget(s, 0, 0, &rep);
+  ASSERT_EQ_INT(rep.more, 0);  /* and waiting asks for no early slice */
+  fake_now = 102;
+  run_slices(s, 0); /* they expire; the shrink to 80 slots completes */
+  ASSERT_EQ_UINT(stats_of(s).size, 0);
+  ASSERT_EQ_UINT(vs.moves, 0);
+  ASSERT_EQ_UINT(stats_of(s).slots, 80);
+  run_slices(s, 0); /* and the next one lets the rest go */
+  ASSERT_EQ_UINT(stats_of(s).slots, 0);
+  ac_store_free(s);
+  free(vs.v);
+}
+
+/* A set while the free list is being sorted may get a slot above the
+ * target (and above the highest live entry): the shrink must then move
+ * that entry down too, not cut it off. */
+TEST(shrink_keeps_entries_set_into_high_slots_meanwhile) {
+  values vs = {0};
+  fake_now = 100;
+  ac_store_t *s = new_store_v(8192, &vs, 1);
+  /* Slots 1..100 and 4001 live on (a target of 202 slots leaves room for
+   * the sets below); 101..4000 and 4002..7000 expire. */
+  for (uint32_t i = 0; i < 7000; i++)
+    set_v(s, &vs, i, i < 100 || i == 4000 ? 0 : 1);
+  fake_now += 2;
+  ASSERT_EQ_UINT(ac_store_expire(s, 100000), 6899); /* no shrink yet */
+  /* Slices of about 256 work units each (every reading of the budget
+   * clock says a second passed): the scan down to slot 4001 takes a dozen,
+   * then sorting the ~7000 free slots, highest first, takes dozens more.
+   * Sets in the 3rd to 5th slices land above the scan (the free list hands
+   * out the highest slots first), sets from the 14th on while slots above
+   * 4001 are still unsorted. */
+  budget_now = 0;
+  budget_step = 1;
+  ac_expire_report_t rep;
+  uint32_t id = 20000;
+  for (unsigned n = 1; n < 5000; n++) {
+    ac_store_expire_budget(s, 0, 0.5, &rep);
+    if ((n >= 3 && n <= 5) || (n >= 14 && n <= 40)) set_v(s, &vs, id++, 0);
+    if (!rep.more && n > 40) break;
+  }
+  budget_step = 0;
+  run_slices(s, 0);
+  ASSERT_EQ_UINT(stats_of(s).size, 101 + (id - 20000));
+  ASSERT_CMP_UINT(stats_of(s).slots, <=, 202);
+  for (uint32_t i = 0; i < 100; i++) ASSERT_CMP_UINT(slot_v(s, &vs, i), >, 0);
+  ASSERT_CMP_UINT(slot_v(s, &vs, 4000), >, 0);
+  for (uint32_t i = 20000; i < id; i++) ASSERT_CMP_UINT(slot_v(s, &vs, i), >, 0);
+  assert_fills_to_maxsize(s, &vs);
+  ac_store_free(s);
+  free(vs.v);
+}
+
+/* An entry moved behind the sweep's cursor before the pass reached it must
+ * still bound `due`, or the sweep would skip it once it expires. */
+TEST(shrink_moves_do_not_hide_deadlines_from_the_sweep) {
+  values vs = {0};
+  fake_now = 100;
+  budget_step = 0;
+  ac_store_t *s = new_store_v(8192, &vs, 1);
+  /* id 0 (slot 1) expires at 101, ids 4000..4079 at 105; the rest, without
+   * a TTL, are deleted. */
+  for (uint32_t i = 0; i < 8000; i++) {
+    double ttl = i == 0 ? 1 : (i >= 4000 && i < 4080 ? 5 : 0);
+    set_v(s, &vs, i, ttl);
+  }
+  char key[16];
+  for (uint32_t i = 1; i < 8000; i++) {
+    if (i >= 4000 && i < 4080) continue;
+    snprintf(key, sizeof key, "v%u", i);
+    ASSERT_EQ_INT(ac_store_delete(s, 0, key, strlen(key)), 0);
+  }
+  /* One slice: the sweep checks slots 1..1000 (removing id 0), then the
+   * shrink moves the 80 survivors into low slots, behind the cursor. */
+  fake_now = 101.5;
+  ac_expire_report_t rep;
+  ASSERT_EQ_UINT(ac_store_expire_budget(s, 1000, 0, &rep), 1);
+  ASSERT_EQ_UINT(rep.moved, 80);
+  while (rep.more) ac_store_expire_budget(s, 1000, 0, &rep);
+  ASSERT_NEAR(rep.next_due, 105, 1e-9);
+  fake_now = 106;
+  uint32_t before = vs.removals;
+  run_slices(s, 1000);
+  ASSERT_EQ_UINT(vs.removals - before, 80);
+  ASSERT_EQ_UINT(stats_of(s).size, 0);
+  ac_store_free(s);
+  free(vs.v);
+}
+
+/* Random sets, deletes, reads, clock steps and short slices against a
+ * model: a shrink spread over many slices while the store is in use loses
+ * no key, no value and no slot. */
+static void shrink_model(int with_moves) {
+  enum { MAX = 4096, KEYS = 6000 };
+  values vs = {0};
+  fake_now = 100;
+  ac_store_t *s = new_store_v(MAX, &vs, with_moves);
+  static double model[KEYS]; /* deadline, 0: absent, INFINITY: no TTL */
+  uint64_t rs = 0x5eed5eedull;
+  budget_now = 0;
+  budget_step = 3e-6; /* slices of ~8 readings */
+  for (int round = 0; round < 40; round++) {
+    /* Fill up with short TTLs, then let most of it expire. */
+    for (int op = 0; op < 6000; op++) {
+      uint32_t id = (uint32_t)(rnd_next(&rs) % KEYS);
+      uint64_t r = rnd_next(&rs) % 200;
+      /* After a quiet spell, a while without sets lets a shrink begin; sets
+       * come back while it is under way. */
+      bool calm = round % 2 == 1 && op >= 1000 && op < 1600;
+      if (r < 110 && !calm) {
+        double ttl = r < 109 ? 0.5 + (double)(rnd_next(&rs) % 100) / 100 : 0;
+        /* No evictions: the model does not know the LRU order. */
+        if (slot_v(s, &vs, id) == 0 && stats_of(s).size >= MAX) continue;
+        set_v(s, &vs, id, ttl);
+        model[id] = ttl ? fake_now + ttl : INFINITY;
+      } else if (r < 130) {
+        char key[16];
+        snprintf(key, sizeof key, "v%u", id);
+        int rc = ac_store_delete(s, 0, key, strlen(key));
+        ASSERT_EQ_INT(rc, model[id] > fake_now ? 0 : AC_ENOENT);
+        model[id] = 0;
+      } else if (r < 180) {
+        uint32_t sl = slot_v(s, &vs, id);
+        ASSERT_EQ_INT(sl != 0, model[id] > fake_now);
+      } else if (r < 194) {
+        ac_expire_report_t rep;
+        ac_store_expire_budget(s, 200, 20e-6, &rep);
+      } else {
+        fake_now += 0.002;
+      }
+      if (round % 2 == 1 && op == 1000) { /* a quiet spell: mostly expiry */
+        fake_now += 3;
+        for (uint32_t k = 0; k < KEYS; k++)
+          if (model[k] != INFINITY && model[k] <= fake_now) model[k] = 0;
+      }
+    }
+  }
+  uint32_t live = 0;
+  for (uint32_t k = 0; k < KEYS; k++) {
+    uint32_t sl = slot_v(s, &vs, k);
+    ASSERT_EQ_INT(sl != 0, model[k] > fake_now);
+    live += sl != 0;
+  }
+  if (with_moves) ASSERT_CMP_UINT(vs.moves, >, 0); /* shrinks did happen */
+  ASSERT_CMP_UINT(stats_of(s).size, >=, live);
+  ASSERT_EQ_UINT(stats_of(s).evictions, 0);
+  budget_step = 0;
+  fake_now += 10;
+  run_slices(s, 0);
+  live = 0;
+  for (uint32_t k = 0; k < KEYS; k++) {
+    ASSERT_EQ_INT(slot_v(s, &vs, k) != 0, model[k] == INFINITY);
+    live += model[k] == INFINITY;
+  }
+  ASSERT_EQ_UINT(stats_of(s).size, live);
+  assert_fills_to_maxsize(s, &vs);
+  ac_store_free(s);
+  free(vs.v);
+}
+
+TEST(shrink_under_random_traffic_matches_a_model) { shrink_model(1); }
+
+/* Without the moved callback, the shrinks that cannot finish are given up
+ * while sets go on. */
+TEST(shrink_without_moves_under_random_traffic_matches_a_model) {
+  shrink_model(0);
 }
 
 /* Brute-forces n keys of the form "<prefix><counter>" whose hash under the
@@ -1338,10 +1893,10 @@ TEST(replace_allocator_rejects_null) {
 
 TEST(new_fails_cleanly_when_out_of_memory) {
   install_counting_allocator();
-  ac_store_options_t o = {16, NULL, NULL, fake_clock};
-  /* Fail the first allocation, then the second: both report AC_ENOMEM and
-   * leave nothing allocated. */
-  for (int nth = 1; nth <= 2; nth++) {
+  ac_store_options_t o = {.maxsize = 16, .clock = fake_clock};
+  /* Fail each of the three allocations (the store, the policy's state, the
+   * buckets): each reports AC_ENOMEM and leaves nothing allocated. */
+  for (int nth = 1; nth <= 3; nth++) {
     fail_nth(nth);
     int err = 0;
     ASSERT_NULL(ac_store_new(&o, &err));
@@ -1453,13 +2008,13 @@ TEST(bucket_growth_failure_is_harmless) {
   for (int i = 0; i < 32; i++) { /* slab of 32; 16 buckets */
     snprintf(key, sizeof key, "b%d", i);
     if (i == 16) {
-      /* The 17th key: the slab must grow (call 1, a realloc) and the
-       * buckets double (call 2): fail only the buckets. */
-      fail_nth(2);
+      /* The 17th key: the policy's nodes (call 1) and the slab (call 2)
+       * must grow, and the buckets double (call 3): fail only the buckets. */
+      fail_nth(3);
     }
     ASSERT_CMP_INT(set_s(s, key, 0), >, 0);
     if (i == 16) {
-      ASSERT_EQ_INT(alloc_calls, 2); /* the failure was reached */
+      ASSERT_EQ_INT(alloc_calls, 3); /* the failure was reached */
       disarm_failure();
     }
   }
