@@ -142,6 +142,8 @@ struct ac_store_s {
   ac_store_moved_cb moved;
   void *ud;
   ac_clock_fn clock, budget_clock;
+  ac_clock_ud_fn uclock; /* when set, the clock: uclock(clock_ud) */
+  void *clock_ud;
 };
 
 /* The policy's events.  With LRU (the default) the hot ones are inlined:
@@ -227,8 +229,13 @@ static void remove_entry(ac_store_t *s, uint32_t i, ac_removed_t why) {
   push_free(s, i);
 }
 
+/* The store's clock: a scheduler's (with its ud), or a plain function. */
+static inline double now_of(const ac_store_t *s) {
+  return s->uclock != NULL ? s->uclock(s->clock_ud) : s->clock();
+}
+
 static inline bool expired(const ac_store_t *s, const entry *x) {
-  return x->expires != 0 && s->clock() >= x->expires;
+  return x->expires != 0 && now_of(s) >= x->expires;
 }
 
 ac_store_t *ac_store_new(const ac_store_options_t *opts, int *err) {
@@ -244,6 +251,8 @@ ac_store_t *ac_store_new(const ac_store_options_t *opts, int *err) {
   s->removed = opts->removed;
   s->ud = opts->ud;
   s->clock = opts->clock ? opts->clock : ac_clock_now;
+  s->uclock = opts->clock_ud_fn;
+  s->clock_ud = opts->clock_ud;
   s->moved = opts->moved;
   s->budget_clock = opts->budget_clock ? opts->budget_clock : ac_clock_precise;
   s->due = s->pass_due = INFINITY;
@@ -392,7 +401,7 @@ static uint32_t take_slot(ac_store_t *s) {
 }
 
 static double deadline(const ac_store_t *s, double ttl) {
-  return (ttl == 0 || isinf(ttl)) ? 0 : s->clock() + ttl;
+  return (ttl == 0 || isinf(ttl)) ? 0 : now_of(s) + ttl;
 }
 
 static void set_expiry(ac_store_t *s, entry *x, double expires) {
@@ -566,7 +575,7 @@ uint32_t ac_store_expire(ac_store_t *s, uint32_t max_checks) {
   ac_expire_report_t r = {0};
   budget b = {0, INFINITY, 0, CLOCK_EVERY, false};
   if (max_checks > s->used) max_checks = s->used;
-  sweep(s, s->clock(), max_checks, false, &b, &r);
+  sweep(s, now_of(s), max_checks, false, &b, &r);
   return r.removed;
 }
 
@@ -743,7 +752,7 @@ uint32_t ac_store_expire_budget(ac_store_t *s, uint32_t max_checks,
   }
   /* At most one pass a slice: sweeping again finds nothing new. */
   if (max_checks == 0 || max_checks > s->used) max_checks = s->used;
-  double now = s->clock();
+  double now = now_of(s);
   sweep(s, now, max_checks, true, &b, &r);
   /* Still among mostly expired entries: expire first, shrink later. */
   bool hot = r.front || ((b.over || r.checked == max_checks) &&
@@ -771,7 +780,7 @@ double ac_store_ttl_left(const ac_store_t *s, uint32_t slot) {
   if (slot == 0 || slot > s->used || !s->e[slot].live) return 0;
   double at = s->e[slot].expires;
   if (at == 0) return INFINITY;
-  double left = at - s->clock();
+  double left = at - now_of(s);
   return left > 0 ? left : 0;
 }
 

@@ -59,12 +59,17 @@ typedef void (*ac_store_removed_cb)(void *ud, uint32_t slot, int tag,
 typedef int (*ac_store_moved_cb)(void *ud, uint32_t from, uint32_t to);
 
 typedef double (*ac_clock_fn)(void);
+typedef double (*ac_clock_ud_fn)(void *ud);
 
 typedef struct {
   uint32_t maxsize;            /* required, >= 1 */
   ac_store_removed_cb removed; /* optional */
   void *ud;                    /* passed to removed and moved */
   ac_clock_fn clock;           /* optional, default ac_clock_now (tests) */
+  ac_clock_ud_fn clock_ud_fn;  /* optional, overrides clock: called with
+                                  clock_ud (a scheduler's clock, so a fake
+                                  one in tests moves TTLs too) */
+  void *clock_ud;
   ac_store_moved_cb moved;     /* optional: lets a shrink renumber entries;
                                   without it the slab shrinks only down to
                                   its highest live slot */
