@@ -107,6 +107,7 @@ static int bypass_done(lua_State *L, int status, lua_KContext ctx) {
   int packed = lua_gettop(L);
   largs k;
   memo_key(L, m, top, &k);
+  largs_pin(&k); /* first: what follows may raise; lcache_store takes the top */
   if (k.identity) {
     lua_createtable(L, top - 1, 0);
     for (int i = 2; i <= top; i++) {
@@ -115,7 +116,6 @@ static int bypass_done(lua_State *L, int status, lua_KContext ctx) {
     }
     lua_setfield(L, packed, "args");
   }
-  largs_pin(&k); /* before the value: lcache_store takes the top */
   lua_pushvalue(L, packed);
   lcache_store(L, c, LKEY_ARGS, k.p, k.n, c->default_ttl);
   lua_settop(L, top + nres);
