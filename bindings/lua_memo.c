@@ -105,6 +105,7 @@ static int bypass_done(lua_State *L, int status, lua_KContext ctx) {
   int packed = lua_gettop(L);
   largs k;
   memo_key(L, m, top, &k);
+  largs_pin(&k); /* first: what follows may raise; lcache_store takes the top */
   if (k.identity) {
     lua_createtable(L, top - 1, 0);
     for (int i = 2; i <= top; i++) {
@@ -113,7 +114,6 @@ static int bypass_done(lua_State *L, int status, lua_KContext ctx) {
     }
     lua_setfield(L, packed, "args");
   }
-  largs_pin(&k); /* before the value: lcache_store takes the top */
   lua_pushvalue(L, packed);
   lcache_store(L, c, LKEY_ARGS, k.p, k.n, 0);
   lua_settop(L, top + nres);
