@@ -53,8 +53,9 @@ struct ac_load_s {
   int from_backend;    /* the value came from the backend: no write back */
   int tag;             /* the key, for after the flight closed */
   size_t len;
-  char *key;
-  /* the owner's bytes follow, aligned */
+  char *key;           /* a copy after the owner's bytes: the flight's
+                          goes when the flight closes early */
+  /* the owner's bytes follow, aligned, then the key */
 };
 
 enum { BATCH_COLLECTING = 1, BATCH_QUEUED, BATCH_DISPATCHED };
@@ -146,7 +147,7 @@ static double effective_ttl(const ac_cache_t *c, double ttl) {
 
 static ac_load_t *open_load(ac_cache_t *c, int tag, const void *key,
                             size_t len, double ttl, int *err) {
-  ac_load_t *ld = ac__calloc(1, ALIGN(sizeof *ld) + c->load_data);
+  ac_load_t *ld = ac__calloc(1, ALIGN(sizeof *ld) + c->load_data + len + 1);
   if (ld == NULL) {
     *err = AC_ENOMEM;
     return NULL;
@@ -160,7 +161,10 @@ static ac_load_t *open_load(ac_cache_t *c, int tag, const void *key,
   ld->c = c;
   ld->ttl = effective_ttl(c, ttl);
   ld->state = LOAD_OPENED;
-  ld->key = (char *)ac_flight_key(ld->flight, &ld->tag, &ld->len);
+  ld->tag = tag;
+  ld->len = len;
+  ld->key = (char *)ld + ALIGN(sizeof *ld) + c->load_data;
+  if (len) memcpy(ld->key, key, len);
   ld->next = c->loads;
   if (ld->next) ld->next->prev = ld;
   c->loads = ld;
