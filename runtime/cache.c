@@ -51,6 +51,8 @@ struct ac_load_s {
   int stale;           /* the key was written meanwhile: do not store */
   int stored;          /* ac_load_store was called */
   int from_backend;    /* the value came from the backend: no write back */
+  int finished;        /* ac_load_finish was called (a batch's load stays
+                          until ac_batch_done: the batch still reads it) */
   int tag;             /* the key, for after the flight closed */
   size_t len;
   char *key;           /* a copy after the owner's bytes: the flight's
@@ -279,7 +281,8 @@ void ac_load_finish(ac_load_t *ld, int status, uint32_t slot) {
   }
   if (status == 0 && slot != 0 && !ld->from_backend && !c->closed)
     backend_write(c, slot);
-  free_load(ld);
+  ld->finished = 1;
+  if (ld->batch == NULL) free_load(ld);
 }
 
 static void on_flight_waiter(ac_waiter_t *fw, ac_flight_t *f, int status) {
@@ -409,6 +412,8 @@ void ac_batch_done(ac_batch_t *b) {
   if (b->prev) b->prev->next = b->next; else c->batches = b->next;
   if (b->next) b->next->prev = b->prev;
   ac_timer_free(b->timer);
+  for (size_t i = 0; i < b->n; i++)
+    if (b->loads[i]->finished) free_load(b->loads[i]);
   ac__free(b->loads);
   ac__free(b);
   unref(c);
@@ -480,6 +485,7 @@ void ac_cache_free(ac_cache_t *c) {
    * finishes their loads (already cancelled) and releases what it holds. */
   for (ac_batch_t *b = c->batches, *next; b != NULL; b = next) {
     next = b->next;
+    ac_timer_stop(b->timer); /* its window or timeout has nothing left to do */
     if (b->state == BATCH_DISPATCHED) continue;
     if (b->state == BATCH_QUEUED) ac_sched_cancel(c->sched, &b->due);
     if (b->state == BATCH_COLLECTING) unlink_collecting(b);

@@ -189,8 +189,8 @@ AC_EXPORT void ac_load_background(ac_load_t *ld);
 AC_EXPORT int64_t ac_load_store(ac_load_t *ld);
 /* Finishes the load: waiters still joined get status (and slot, 0 when
  * nothing was stored); the value in slot is written to the backend; the
- * load is freed.  status: 0, AC_ELOAD (the loader failed) or another
- * AC_E* code. */
+ * load is freed (a batch's load stays readable until ac_batch_done).
+ * status: 0, AC_ELOAD (the loader failed) or another AC_E* code. */
 AC_EXPORT void ac_load_finish(ac_load_t *ld, int status, uint32_t slot);
 /* Waits for the load's outcome: w->cb runs once. */
 AC_EXPORT void ac_load_join(ac_load_t *ld, ac_load_waiter_t *w);
@@ -226,7 +226,8 @@ AC_EXPORT int ac_batch_closed(const ac_batch_t *b);
 /* The batch loader will finish later: bound every key's wait by
  * load_timeout. */
 AC_EXPORT void ac_batch_background(ac_batch_t *b);
-/* Frees the batch; every load of it must have been finished. */
+/* Frees the batch and its loads; every load of it must have been
+ * finished. */
 AC_EXPORT void ac_batch_done(ac_batch_t *b);
 
 /* Stores a value for a key now (a write: a load of the key in progress
