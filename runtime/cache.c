@@ -53,6 +53,8 @@ struct ac_load_s {
   int from_backend;    /* the value came from the backend: no write back */
   int finished;        /* ac_load_finish was called (a batch's load stays
                           until ac_batch_done: the batch still reads it) */
+  int closing;         /* its waiters are being called: a finish from one
+                          of them frees it only once they all have run */
   int tag;             /* the key, for after the flight closed */
   size_t len;
   char *key;           /* a copy after the owner's bytes: the flight's
@@ -71,6 +73,8 @@ struct ac_batch_s {
   ac_timer_t *timer;   /* the window, then load_timeout */
   int state;
   int closed;          /* dispatched by ac_cache_free */
+  int timing_out;      /* its timeout is releasing the keys' waiters */
+  int done;            /* ac_batch_done came from one of those waiters */
   ac_batch_t *next_collecting;
   ac_batch_t *prev, *next; /* c->batches */
 };
@@ -123,6 +127,13 @@ static void unlink_load(ac_load_t *ld) {
   ld->prev = ld->next = NULL;
 }
 
+/* Frees a finished load (its flight closed). */
+static void free_load(ac_load_t *ld) {
+  ac_cache_t *c = ld->c;
+  ac__free(ld);
+  unref(c);
+}
+
 /* Finishes the flight of an open load: every waiter gets status.  The load
  * stays for its owner to finish. */
 static void close_flight(ac_load_t *ld, int status) {
@@ -132,7 +143,12 @@ static void close_flight(ac_load_t *ld, int status) {
   unlink_load(ld);
   ac_timer_free(ld->timer);
   ld->timer = NULL;
+  ld->closing = 1;
   ac_flight_finish(f, status);
+  ld->closing = 0;
+  /* The owner finished it from a waiter's callback (it was closed early:
+   * timed out, cancelled); when ac_load_finish closes it, it frees it. */
+  if (ld->finished && ld->batch == NULL) free_load(ld);
 }
 
 static void on_load_timeout(ac_timer_t *t, void *data) {
@@ -173,13 +189,6 @@ static ac_load_t *open_load(ac_cache_t *c, int tag, const void *key,
   c->refs++;
   c->st.loads++;
   return ld;
-}
-
-/* Frees a finished load (its flight closed). */
-static void free_load(ac_load_t *ld) {
-  ac_cache_t *c = ld->c;
-  ac__free(ld);
-  unref(c);
 }
 
 int ac_cache_lead(ac_cache_t *c, int tag, const void *key, size_t len,
@@ -282,7 +291,7 @@ void ac_load_finish(ac_load_t *ld, int status, uint32_t slot) {
   if (status == 0 && slot != 0 && !ld->from_backend && !c->closed)
     backend_write(c, slot);
   ld->finished = 1;
-  if (ld->batch == NULL) free_load(ld);
+  if (ld->batch == NULL && !ld->closing) free_load(ld);
 }
 
 static void on_flight_waiter(ac_waiter_t *fw, ac_flight_t *f, int status) {
@@ -340,12 +349,16 @@ static void on_batch_timer(ac_timer_t *t, void *data) {
     make_due(b);
     return;
   }
-  /* The batch loader outlived load_timeout: release every key's waiters. */
+  /* The batch loader outlived load_timeout: release every key's waiters.
+   * One of them may finish the batch: it is freed after the loop. */
+  b->timing_out = 1;
   for (size_t i = 0; i < b->n; i++)
     if (b->loads[i]->flight != NULL) {
       b->c->st.load_timeouts++;
       close_flight(b->loads[i], AC_ETIMEDOUT);
     }
+  b->timing_out = 0;
+  if (b->done) ac_batch_done(b);
 }
 
 static ac_batch_t *open_batch(ac_cache_t *c, const void *group, int *err) {
@@ -408,6 +421,10 @@ void ac_batch_background(ac_batch_t *b) {
 
 void ac_batch_done(ac_batch_t *b) {
   ac_cache_t *c = b->c;
+  if (b->timing_out) {
+    b->done = 1;
+    return;
+  }
   if (b->state == BATCH_COLLECTING) unlink_collecting(b);
   if (b->prev) b->prev->next = b->next; else c->batches = b->next;
   if (b->next) b->next->prev = b->prev;
