@@ -398,18 +398,24 @@ int ac_cache_batch(ac_cache_t *c, const void *group, int tag, const void *key,
   if (b->n == b->cap) {
     size_t cap = b->cap ? b->cap * 2 : 16;
     ac_load_t **loads = ac__realloc(b->loads, cap * sizeof *loads);
-    if (loads == NULL) return AC_ENOMEM; /* an empty batch just dispatches nothing */
+    if (loads == NULL) {
+      err = AC_ENOMEM;
+      goto fail;
+    }
     b->loads = loads;
     b->cap = cap;
   }
   ac_load_t *ld = open_load(c, tag, key, len, ttl, &err);
-  if (ld == NULL) return err;
+  if (ld == NULL) goto fail;
   ld->state = LOAD_BATCHED;
   ld->batch = b;
   b->loads[b->n++] = ld;
   if (b->n >= c->max_batch) make_due(b);
   *out = ld;
   return 0;
+fail:
+  if (b->n == 0) ac_batch_done(b); /* opened for this key: never dispatch it empty */
+  return err;
 }
 
 void ac_batch_background(ac_batch_t *b) {
