@@ -211,7 +211,8 @@ AC_EXPORT int ac_load_open(const ac_load_t *ld);
 
 /* Puts a missing key (AC_MISS) in the open batch of `group`, opening one
  * (its window starts now), and returns its load in *out, to join.  A full
- * batch becomes due at once.  0, AC_ENOMEM or AC_ECLOSED. */
+ * batch becomes due at once.  0, AC_EBUSY (the key has a load: join it,
+ * see ac_cache_get), AC_ENOMEM or AC_ECLOSED. */
 AC_EXPORT int ac_cache_batch(ac_cache_t *c, const void *group, int tag,
                              const void *key, size_t len, double ttl,
                              ac_load_t **out);
