@@ -236,6 +236,8 @@ static void on_backend_get(void *arg, int status, const char *bytes,
   ac_load_t *ld = arg;
   ac_cache_t *c = ld->c;
   ld->state = LOAD_LEADING;
+  /* No time left is expired (a TTL of 0 would store it for ever). */
+  if (status == 0 && !(ttl_left > 0)) status = AC_ENOENT;
   if (status == 0 && ld->flight != NULL && !ld->stale && !c->closed) {
     int is_new;
     int64_t slot = ac_store_set(c->store, ld->tag, ld->key, ld->len,
