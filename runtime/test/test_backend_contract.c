@@ -491,3 +491,121 @@ TEST(the_test_backend_answers_later_and_cancels_on_free) {
   ASSERT_EQ_UINT(ac_sched_pending(h.s), 0);
   host_close(&h);
 }
+
+/* ---- everything at once --------------------------------------------------- */
+
+/* A random mix over a misbehaving backend (answers held, delayed, missing,
+ * failing, refused, corrupt), short timeouts, loaders that answer at once
+ * or later, then the cache and the backend freed with work pending: every
+ * waiter called once, ops.load once per fetch, nothing leaked. */
+enum { MIX_WAITERS = 4000, MIX_PENDING = 128, MIX_STEPS = 3000 };
+static wrec mix_w[MIX_WAITERS];
+static int mix_nw, mix_fetches;
+static ac_load_t *mix_loads[MIX_PENDING];
+static int mix_nloads;
+static uint64_t mix_rng = 0x2545f4914f6cdd1du;
+
+/* MIX_SEED=n in the environment runs another mix (to hunt, not in CTest). */
+__attribute__((constructor)) static void mix_seed(void) {
+  const char *s = getenv("MIX_SEED");
+  if (s != NULL) mix_rng ^= strtoull(s, NULL, 10) * 0x100000001b3ull;
+}
+
+static unsigned mix_rand(unsigned n) {
+  mix_rng ^= mix_rng << 13;
+  mix_rng ^= mix_rng >> 7;
+  mix_rng ^= mix_rng << 17;
+  return (unsigned)(mix_rng % n);
+}
+
+static void mix_join(host *h, ac_load_t *ld) {
+  if (mix_nw == MIX_WAITERS) return;
+  wait_on(h, ld, &mix_w[mix_nw], mix_nw);
+  mix_nw++;
+}
+
+/* ops.load: finish now, or later (background) when room is left. */
+static void mix_load(host *h, ac_load_t *ld, int found) {
+  if (found || !ac_load_open(ld) || mix_nloads == MIX_PENDING || mix_rand(2)) {
+    load_now(h, ld, found);
+    return;
+  }
+  ac_load_background(ld);
+  mix_loads[mix_nloads++] = ld;
+}
+
+static void mix_finish_load(host *h, int i) {
+  ac_load_t *ld = mix_loads[i];
+  mix_loads[i] = mix_loads[--mix_nloads];
+  if (mix_rand(4) == 0) fail_load(ld, AC_ELOAD);
+  else finish_with(h, ld, mix_rand(8) ? "late" : "!late");
+}
+
+TEST(a_random_mix_over_a_misbehaving_backend_keeps_every_promise) {
+  host h;
+  ac_cache_options_t o = backend_options(&h);
+  o.maxsize = 8;
+  o.default_ttl = 5;
+  o.load_timeout = 0.003;
+  host_start(&h, &o);
+  h.on_load = mix_load;
+  h.allow_empty_removed = 1; /* corrupt bytes leave a slot without a value */
+  for (int i = 0; i < 6; i++) {
+    char k[8];
+    snprintf(k, sizeof k, "k%d", i);
+    tb_put(g_tb, 0, k, i % 3 ? "stored" : "corrupt", 3);
+  }
+  for (int step = 0; step < MIX_STEPS; step++) {
+    char key[8];
+    snprintf(key, sizeof key, "k%u", mix_rand(12));
+    ac_lookup_t r;
+    ac_load_t *ld;
+    switch (mix_rand(12)) {
+      case 0: case 1: case 2: {
+        int rc = get_k(&h, key, &r);
+        if (rc == AC_JOIN) mix_join(&h, r.load);
+        if (rc != AC_MISS) break;
+        h.in_cache_call++;
+        ASSERT_EQ_INT(ac_cache_lead(h.c, K(key), 0, &ld), 0);
+        rc = ac_load_begin(ld);
+        h.in_cache_call--;
+        mix_join(&h, ld);
+        if (rc == AC_JOIN) mix_fetches++;
+        else finish_with(&h, ld, "led"); /* the backend refused */
+        break;
+      }
+      case 3: set_k(&h, key, mix_rand(4) ? "set" : "!set", 0); break;
+      case 4: delete_k(&h, key); break;
+      case 5: if (mix_rand(8) == 0) clear_h(&h); break;
+      case 6: /* the backend changes its mind */
+        g_tb->get_answer = (int)mix_rand(3);
+        g_tb->write_status = mix_rand(4) ? 0 : AC_EIO;
+        g_tb->refuse = mix_rand(8) == 0;
+        g_tb->delay = mix_rand(3) ? 0 : 0.001 * (1 + mix_rand(5));
+        if (mix_rand(3) == 0) g_tb->hold = 1;
+        else tb_release(g_tb);
+        break;
+      case 7: case 8: ac_sched_step(h.s); break;
+      case 9: if (mix_nloads) mix_finish_load(&h, (int)mix_rand((unsigned)mix_nloads)); break;
+      case 10: fake_now += 0.5; ac_cache_expire(h.c, 0); break;
+      case 11: if (mix_rand(4) == 0) ac_sched_once(h.s); break;
+    }
+  }
+  ASSERT_CMP_INT(mix_fetches, >, 50);
+  ac_cache_stats_t st = stats_of(&h);
+  ASSERT_CMP_UINT(st.backend_hits, >, 0);
+  ASSERT_CMP_UINT(st.backend_errors, >, 0);
+  ASSERT_CMP_UINT(st.load_timeouts, >, 0);
+  free_cache(&h);
+  while (mix_nloads) mix_finish_load(&h, mix_nloads - 1);
+  /* Some answers still held or on their way: the backend goes last. */
+  ac_sched_step(h.s);
+  ac_backend_free(&g_tb->base);
+  g_tb = NULL;
+  /* Loads that ops.load sent to the background as the backend went. */
+  while (mix_nloads) mix_finish_load(&h, mix_nloads - 1);
+  ASSERT_EQ_INT(h.loads_found + h.loads_missed, mix_fetches);
+  for (int i = 0; i < mix_nw; i++)
+    if (mix_w[i].calls != 1) FAIL("waiter %d called %d times", i, mix_w[i].calls);
+  host_close(&h);
+}

@@ -1134,3 +1134,142 @@ TEST(a_background_load_without_memory_for_its_timer_still_ends) {
   host_close(&h);
   restore_allocator();
 }
+
+/* ======================================================================== */
+/* everything at once */
+
+/* A random mix of every operation, with short timeouts, background loads
+ * and batches finished at random times, and the cache freed with work in
+ * flight: every waiter is called exactly once, every value freed (LSan,
+ * host_close), the loop closes. */
+enum { MIX_WAITERS = 6000, MIX_PENDING = 256, MIX_STEPS = 4000 };
+static wrec mix_w[MIX_WAITERS];
+static int mix_nw;
+static ac_load_t *mix_loads[MIX_PENDING];
+static int mix_nloads;
+static ac_batch_t *mix_batches[MIX_PENDING];
+static int mix_nbatches;
+static uint64_t mix_rng = 0x9e3779b97f4a7c15u;
+
+/* MIX_SEED=n in the environment runs another mix (to hunt, not in CTest). */
+__attribute__((constructor)) static void mix_seed(void) {
+  const char *s = getenv("MIX_SEED");
+  if (s != NULL) mix_rng ^= strtoull(s, NULL, 10) * 0x100000001b3ull;
+}
+
+static unsigned mix_rand(unsigned n) {
+  mix_rng ^= mix_rng << 13;
+  mix_rng ^= mix_rng >> 7;
+  mix_rng ^= mix_rng << 17;
+  return (unsigned)(mix_rng % n);
+}
+
+static void mix_check_answer(wrec *r, ac_load_t *ld, int status) {
+  (void)ld;
+  if (status == 0 && r->value[0] == '\0') FAIL("waiter %d: status 0, no value", r->id);
+}
+
+static void mix_join(host *h, ac_load_t *ld) {
+  if (mix_nw == MIX_WAITERS) return;
+  wrec *r = &mix_w[mix_nw];
+  wait_on(h, ld, r, mix_nw);
+  r->then = mix_check_answer;
+  mix_nw++;
+}
+
+static void mix_dispatch(host *h, ac_batch_t *b) {
+  if (ac_batch_closed(b) || mix_nbatches == MIX_PENDING || mix_rand(2)) {
+    host_default_dispatch(h, b);
+    return;
+  }
+  if (mix_rand(2)) finish_with(h, ac_batch_load(b, 0), "partial");
+  ac_batch_background(b);
+  mix_batches[mix_nbatches++] = b;
+}
+
+static void mix_finish_batch(host *h, int i) {
+  ac_batch_t *b = mix_batches[i];
+  mix_batches[i] = mix_batches[--mix_nbatches];
+  for (size_t k = 0; k < ac_batch_size(b); k++) {
+    ac_load_t *ld = ac_batch_load(b, k);
+    if (((tload *)ac_load_data(ld))->finished) continue;
+    if (mix_rand(4) == 0) fail_load(ld, AC_ELOAD);
+    else finish_with(h, ld, "late batch");
+  }
+  ac_batch_done(b);
+}
+
+static void mix_finish_load(host *h, int i) {
+  ac_load_t *ld = mix_loads[i];
+  mix_loads[i] = mix_loads[--mix_nloads];
+  if (mix_rand(4) == 0) fail_load(ld, AC_ELOAD);
+  else finish_with(h, ld, "late");
+}
+
+TEST(a_random_mix_of_operations_keeps_every_promise) {
+  host h;
+  ac_cache_options_t o = host_options(&h);
+  o.maxsize = 8;
+  o.default_ttl = 5;
+  o.load_timeout = 0.002;
+  o.max_batch_size = 4;
+  host_start(&h, &o);
+  h.on_dispatch = mix_dispatch;
+  static int groups[2];
+  for (int step = 0; step < MIX_STEPS; step++) {
+    char key[8];
+    snprintf(key, sizeof key, "k%u", mix_rand(12));
+    ac_lookup_t r;
+    ac_load_t *ld;
+    switch (mix_rand(12)) {
+      case 0: case 1: case 2: { /* a get, leading a load on a miss */
+        int rc = get_k(&h, key, &r);
+        if (rc == AC_HIT) {
+          ASSERT_NOT_NULL(host_value(&h, r.slot));
+        } else if (rc == AC_JOIN) {
+          mix_join(&h, r.load);
+        } else if (mix_rand(3) == 0) { /* batched */
+          ASSERT_EQ_INT(batch_k(&h, &groups[mix_rand(2)], key, &ld), 0);
+          mix_join(&h, ld);
+        } else {
+          h.in_cache_call++;
+          ASSERT_EQ_INT(ac_cache_lead(h.c, K(key), mix_rand(2) ? 0 : 1, &ld), 0);
+          ASSERT_EQ_INT(ac_load_begin(ld), AC_LEAD);
+          h.in_cache_call--;
+          mix_join(&h, ld);
+          unsigned how = mix_rand(4);
+          if (how == 0) finish_with(&h, ld, "now");
+          else if (how == 1) fail_load(ld, AC_ELOAD);
+          else if (mix_nloads < MIX_PENDING) {
+            ac_load_background(ld);
+            mix_loads[mix_nloads++] = ld;
+          } else {
+            finish_with(&h, ld, "now");
+          }
+        }
+        break;
+      }
+      case 3: set_k(&h, key, "set", mix_rand(2) ? 0 : 2); break;
+      case 4: delete_k(&h, key); break;
+      case 5: if (mix_rand(8) == 0) clear_h(&h); break;
+      case 6: fake_now += 0.5; ac_cache_expire(h.c, 0); break;
+      case 7: case 8: ac_sched_step(h.s); break;
+      case 9: if (mix_nloads) mix_finish_load(&h, (int)mix_rand((unsigned)mix_nloads)); break;
+      case 10: if (mix_nbatches) mix_finish_batch(&h, (int)mix_rand((unsigned)mix_nbatches)); break;
+      case 11: if (mix_rand(4) == 0) ac_sched_once(h.s); break;
+    }
+  }
+  ASSERT_CMP_INT(mix_nw, >, 100);
+  ac_cache_stats_t st = stats_of(&h);
+  ASSERT_CMP_UINT(st.load_timeouts, >, 0);
+  ASSERT_CMP_UINT(st.batches, >, 0);
+  ASSERT_CMP_UINT(st.evictions, >, 0);
+  /* Freed with loads and batches in flight; their owners finish later. */
+  free_cache(&h);
+  while (mix_nloads) mix_finish_load(&h, mix_nloads - 1);
+  while (mix_nbatches) mix_finish_batch(&h, mix_nbatches - 1);
+  ASSERT_EQ_INT(ac_sched_run(h.s), 0);
+  for (int i = 0; i < mix_nw; i++)
+    if (mix_w[i].calls != 1) FAIL("waiter %d called %d times", i, mix_w[i].calls);
+  host_close(&h);
+}
