@@ -1164,9 +1164,26 @@ static unsigned mix_rand(unsigned n) {
   return (unsigned)(mix_rng % n);
 }
 
+static void mix_join(host *h, ac_load_t *ld);
+
+/* Waiters call back into the cache now and then. */
 static void mix_check_answer(wrec *r, ac_load_t *ld, int status) {
+  host *h = r->h;
   (void)ld;
   if (status == 0 && r->value[0] == '\0') FAIL("waiter %d: status 0, no value", r->id);
+  if (status == AC_ECANCELED) return; /* the cache is closing */
+  char key[8];
+  snprintf(key, sizeof key, "k%u", mix_rand(12));
+  ac_lookup_t lk;
+  switch (mix_rand(8)) {
+    case 0: delete_k(h, key); break;
+    case 1: set_k(h, key, "from a waiter", 0); break;
+    case 2:
+      if (get_k(h, key, &lk) == AC_MISS) finish_with(h, lead_k(h, key, 0), "waiter led");
+      else if (get_k(h, key, &lk) == AC_JOIN) mix_join(h, lk.load);
+      break;
+    case 3: if (mix_rand(8) == 0) clear_h(h); break;
+  }
 }
 
 static void mix_join(host *h, ac_load_t *ld) {
