@@ -176,3 +176,14 @@ foreach(src ${AC_BINDING_TESTS})
     set_tests_properties(c.${name}.${case} PROPERTIES TIMEOUT 300 LABELS c)
   endforeach()
 endforeach()
+# The C host of the core alone (no Lua): one load for five waiters, the
+# values freed through ops.removed, the loop closed at the end.
+add_test(NAME example.host_c COMMAND host_c)
+set_tests_properties(example.host_c PROPERTIES TIMEOUT 60 LABELS example
+  PASS_REGULAR_EXPRESSION "5 requests for user:7 -> loader ran 1 time, 5 answers.*closed cleanly")
+if(VALGRIND AND NOT AC_SANITIZE)
+  add_test(NAME valgrind.host_c COMMAND ${AC_VALGRIND} $<TARGET_FILE:host_c>)
+  # No PASS_REGULAR_EXPRESSION here: it would override valgrind's exit
+  # status (9 on an error or a leak).
+  set_tests_properties(valgrind.host_c PROPERTIES TIMEOUT 300 LABELS valgrind)
+endif()

@@ -65,10 +65,15 @@ struct ac_load_s {
   int stale;           /* the key was written meanwhile: do not store */
   int stored;          /* ac_load_store was called */
   int from_backend;    /* the value came from the backend: no write back */
+  int finished;        /* ac_load_finish was called (a batch's load stays
+                          until ac_batch_done: the batch still reads it) */
+  int closing;         /* its waiters are being called: a finish from one
+                          of them frees it only once they all have run */
   int tag;             /* the key, for after the flight closed */
   size_t len;
-  char *key;
-  /* the owner's bytes follow, aligned */
+  char *key;           /* a copy after the owner's bytes: the flight's
+                          goes when the flight closes early */
+  /* the owner's bytes follow, aligned, then the key */
 };
 
 enum { BATCH_COLLECTING = 1, BATCH_QUEUED, BATCH_DISPATCHED };
@@ -82,6 +87,8 @@ struct ac_batch_s {
   ac_timer_t *timer;   /* the window, then load_timeout */
   int state;
   int closed;          /* dispatched by ac_cache_free */
+  int timing_out;      /* its timeout is releasing the keys' waiters */
+  int done;            /* ac_batch_done came from one of those waiters */
   ac_batch_t *next_collecting;
   ac_batch_t *prev, *next; /* c->batches */
 };
@@ -138,6 +145,13 @@ static void unlink_load(ac_load_t *ld) {
   ld->prev = ld->next = NULL;
 }
 
+/* Frees a finished load (its flight closed). */
+static void free_load(ac_load_t *ld) {
+  ac_cache_t *c = ld->c;
+  ac__free(ld);
+  unref(c);
+}
+
 /* Finishes the flight of an open load: every waiter gets status.  The load
  * stays for its owner to finish. */
 static void close_flight(ac_load_t *ld, int status) {
@@ -147,7 +161,12 @@ static void close_flight(ac_load_t *ld, int status) {
   unlink_load(ld);
   ac_timer_free(ld->timer);
   ld->timer = NULL;
+  ld->closing = 1;
   ac_flight_finish(f, status);
+  ld->closing = 0;
+  /* The owner finished it from a waiter's callback (it was closed early:
+   * timed out, cancelled); when ac_load_finish closes it, it frees it. */
+  if (ld->finished && ld->batch == NULL) free_load(ld);
 }
 
 static void on_load_timeout(ac_timer_t *t, void *data) {
@@ -164,7 +183,7 @@ static double effective_ttl(const ac_cache_t *c, double ttl) {
 
 static ac_load_t *open_load(ac_cache_t *c, int tag, const void *key,
                             size_t len, double ttl, int *err) {
-  ac_load_t *ld = ac__calloc(1, ALIGN(sizeof *ld) + c->load_data);
+  ac_load_t *ld = ac__calloc(1, ALIGN(sizeof *ld) + c->load_data + len + 1);
   if (ld == NULL) {
     *err = AC_ENOMEM;
     return NULL;
@@ -178,20 +197,16 @@ static ac_load_t *open_load(ac_cache_t *c, int tag, const void *key,
   ld->c = c;
   ld->ttl = effective_ttl(c, ttl);
   ld->state = LOAD_OPENED;
-  ld->key = (char *)ac_flight_key(ld->flight, &ld->tag, &ld->len);
+  ld->tag = tag;
+  ld->len = len;
+  ld->key = (char *)ld + ALIGN(sizeof *ld) + c->load_data;
+  if (len) memcpy(ld->key, key, len);
   ld->next = c->loads;
   if (ld->next) ld->next->prev = ld;
   c->loads = ld;
   c->refs++;
   c->st.loads++;
   return ld;
-}
-
-/* Frees a finished load (its flight closed). */
-static void free_load(ac_load_t *ld) {
-  ac_cache_t *c = ld->c;
-  ac__free(ld);
-  unref(c);
 }
 
 int ac_cache_lead(ac_cache_t *c, int tag, const void *key, size_t len,
@@ -239,6 +254,8 @@ static void on_backend_get(void *arg, int status, const char *bytes,
   ac_load_t *ld = arg;
   ac_cache_t *c = ld->c;
   ld->state = LOAD_LEADING;
+  /* No time left is expired (a TTL of 0 would store it for ever). */
+  if (status == 0 && !(ttl_left > 0)) status = AC_ENOENT;
   if (status == 0 && ld->flight != NULL && !ld->stale && !c->closed) {
     int is_new;
     int64_t slot = ac_store_set(c->store, ld->tag, ld->key, ld->len,
@@ -293,7 +310,8 @@ void ac_load_finish(ac_load_t *ld, int status, uint32_t slot) {
   }
   if (status == 0 && slot != 0 && !ld->from_backend && !c->closed)
     backend_write(c, slot);
-  free_load(ld);
+  ld->finished = 1;
+  if (ld->batch == NULL && !ld->closing) free_load(ld);
 }
 
 void ac_load_abort(ac_load_t *ld) {
@@ -365,12 +383,16 @@ static void on_batch_timer(ac_timer_t *t, void *data) {
     make_due(b);
     return;
   }
-  /* The batch loader outlived load_timeout: release every key's waiters. */
+  /* The batch loader outlived load_timeout: release every key's waiters.
+   * One of them may finish the batch: it is freed after the loop. */
+  b->timing_out = 1;
   for (size_t i = 0; i < b->n; i++)
     if (b->loads[i]->flight != NULL) {
       b->c->st.load_timeouts++;
       close_flight(b->loads[i], AC_ETIMEDOUT);
     }
+  b->timing_out = 0;
+  if (b->done) ac_batch_done(b);
 }
 
 static ac_batch_t *open_batch(ac_cache_t *c, const void *group, int *err) {
@@ -410,18 +432,24 @@ int ac_cache_batch(ac_cache_t *c, const void *group, int tag, const void *key,
   if (b->n == b->cap) {
     size_t cap = b->cap ? b->cap * 2 : 16;
     ac_load_t **loads = ac__realloc(b->loads, cap * sizeof *loads);
-    if (loads == NULL) return AC_ENOMEM; /* an empty batch just dispatches nothing */
+    if (loads == NULL) {
+      err = AC_ENOMEM;
+      goto fail;
+    }
     b->loads = loads;
     b->cap = cap;
   }
   ac_load_t *ld = open_load(c, tag, key, len, ttl, &err);
-  if (ld == NULL) return err;
+  if (ld == NULL) goto fail;
   ld->state = LOAD_BATCHED;
   ld->batch = b;
   b->loads[b->n++] = ld;
   if (b->n >= c->max_batch) make_due(b);
   *out = ld;
   return 0;
+fail:
+  if (b->n == 0) ac_batch_done(b); /* opened for this key: never dispatch it empty */
+  return err;
 }
 
 void ac_batch_background(ac_batch_t *b) {
@@ -433,10 +461,16 @@ void ac_batch_background(ac_batch_t *b) {
 
 void ac_batch_done(ac_batch_t *b) {
   ac_cache_t *c = b->c;
+  if (b->timing_out) {
+    b->done = 1;
+    return;
+  }
   if (b->state == BATCH_COLLECTING) unlink_collecting(b);
   if (b->prev) b->prev->next = b->next; else c->batches = b->next;
   if (b->next) b->next->prev = b->prev;
   ac_timer_free(b->timer);
+  for (size_t i = 0; i < b->n; i++)
+    if (b->loads[i]->finished) free_load(b->loads[i]);
   ac__free(b->loads);
   ac__free(b);
   unref(c);
@@ -557,6 +591,7 @@ void ac_cache_free(ac_cache_t *c) {
    * finishes their loads (already cancelled) and releases what it holds. */
   for (ac_batch_t *b = c->batches, *next; b != NULL; b = next) {
     next = b->next;
+    ac_timer_stop(b->timer); /* its window or timeout has nothing left to do */
     if (b->state == BATCH_DISPATCHED) continue;
     if (b->state == BATCH_QUEUED) ac_sched_cancel(c->sched, &b->due);
     if (b->state == BATCH_COLLECTING) unlink_collecting(b);

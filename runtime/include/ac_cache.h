@@ -201,8 +201,8 @@ AC_EXPORT void ac_load_background(ac_load_t *ld);
 AC_EXPORT int64_t ac_load_store(ac_load_t *ld);
 /* Finishes the load: waiters still joined get status (and slot, 0 when
  * nothing was stored); the value in slot is written to the backend; the
- * load is freed.  status: 0, AC_ELOAD (the loader failed) or another
- * AC_E* code. */
+ * load is freed (a batch's load stays readable until ac_batch_done).
+ * status: 0, AC_ELOAD (the loader failed) or another AC_E* code. */
 AC_EXPORT void ac_load_finish(ac_load_t *ld, int status, uint32_t slot);
 /* Undoes a load just opened (ac_cache_lead or ac_cache_batch) that nobody
  * has joined, as if it had never been: for a caller whose own setup
@@ -227,7 +227,8 @@ AC_EXPORT int ac_load_open(const ac_load_t *ld);
 
 /* Puts a missing key (AC_MISS) in the open batch of `group`, opening one
  * (its window starts now), and returns its load in *out, to join.  A full
- * batch becomes due at once.  0, AC_ENOMEM or AC_ECLOSED. */
+ * batch becomes due at once.  0, AC_EBUSY (the key has a load: join it,
+ * see ac_cache_get), AC_ENOMEM or AC_ECLOSED. */
 AC_EXPORT int ac_cache_batch(ac_cache_t *c, const void *group, int tag,
                              const void *key, size_t len, double ttl,
                              ac_load_t **out);
@@ -242,7 +243,8 @@ AC_EXPORT int ac_batch_closed(const ac_batch_t *b);
 /* The batch loader will finish later: bound every key's wait by
  * load_timeout. */
 AC_EXPORT void ac_batch_background(ac_batch_t *b);
-/* Frees the batch; every load of it must have been finished. */
+/* Frees the batch and its loads; every load of it must have been
+ * finished. */
 AC_EXPORT void ac_batch_done(ac_batch_t *b);
 
 /* Stores a value for a key now (a write: a load of the key in progress
