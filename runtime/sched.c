@@ -4,12 +4,14 @@
  * nothing).  An idle handle is active exactly while the queue is not empty:
  * that keeps uv_run from blocking in poll and runs the pass from the loop's
  * idle phase.  The pass callback lets the Lua binding wrap each pass in one
- * protected call instead of one per task. */
+ * protected call instead of one per task.  The clock (real or fake, with
+ * its fake timers) is a member whose code is sched_clock.c. */
 #include <stdlib.h>
 
 #include "ac_error.h"
 #include "ac_sched.h"
 #include "alloc.h"
+#include "sched_clock.h"
 
 struct ac_sched_s {
   uv_loop_t *loop;
@@ -20,7 +22,12 @@ struct ac_sched_s {
   size_t pending;
   ac_pass_fn pass;
   void *pass_ud;
+  ac__sched_clock_t clock;
 };
+
+ac__sched_clock_t *ac__sched_clock(const ac_sched_t *s) {
+  return (ac__sched_clock_t *)&s->clock;
+}
 
 static void on_idle(uv_idle_t *h) {
   ac_sched_t *s = h->data;

@@ -5,7 +5,7 @@
  *   ac_clock.h   clocks used for TTL
  *   ac_store.h   the bounded LRU/TTL store
  *   ac_flight.h  single-flight load coalescing
- *   ac_sched.h   the libuv loop and the ready queue
+ *   ac_sched.h   the libuv loop, the ready queue and the runtime's clock
  *   ac_timer.h   timers that count from now */
 #ifndef AC_H
 #define AC_H
