@@ -28,6 +28,10 @@ struct ltask {
   ltask_done_fn done; /* TASK_LOADER: called when the thread finishes */
   void *done_ud;
   int finished, status, nres; /* TASK_RUN: how it ended */
+  /* Its runtime.run gave up on it (nothing could wake it then).  It stays
+   * anchored, since whatever it waits on still points to it (a fake timer,
+   * an event set later); when woken it is forgotten, never resumed. */
+  int abandoned;
   /* The load whose outcome this task waits for, while it is parked on its
    * flight or runs its loader inline (an lload; see lcache.h): lets a
    * load that would wait for itself be refused.  Cleared on wake. */

@@ -3,7 +3,7 @@
  *
  * runtime.run drives the loop from outside any task until its function's
  * task has finished; when the loop has nothing left that could wake that
- * task, the task is let go and run raises.  A sleep is an lsleep: a timer
+ * task, run gives up on it and raises.  A sleep is an lsleep: a timer
  * and the parked task it wakes, held by the scheduler (lpending) while
  * armed, so a state closing with sleepers frees their timers. */
 #include <math.h>
@@ -46,10 +46,11 @@ static int l_run(lua_State *L) {
     int alive = ac_sched_once(ls->sched);
     if (!t->finished && !alive) {
       ls->in_run = 0;
-      /* Where it waits, for the message; then let it go: it can never be
-       * resumed. */
+      /* Where it waits, for the message; then give up on it: it is
+       * never resumed, and is forgotten if what it waits on wakes it after
+       * all (ltask.abandoned). */
       luaL_traceback(L, t->co, LSCHED_NEVER_MSG ("runtime.run: the function"), 0);
-      lsched_forget(ls, L, t);
+      t->abandoned = 1;
       return lua_error(L);
     }
   }

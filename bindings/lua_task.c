@@ -82,6 +82,12 @@ static void resume_queued(ac_task_t *q) {
   ltask *t = q->data;
   lsched *ls = t->ls;
   lua_State *co = t->co;
+  if (t->abandoned) {
+    lresult_release(ls->cbL, t->wake);
+    t->wake = NULL;
+    lsched_forget(ls, ls->cbL, t);
+    return;
+  }
   int nargs = t->nargs;
   t->nargs = 0;
   if (t->wake != NULL) {

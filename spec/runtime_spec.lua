@@ -79,6 +79,17 @@ describe("cache.runtime", function()
       end)
     end)
 
+    it("never resumes the function it gave up on, even when its wait ends later", function()
+      local ev = runtime.event()
+      local resumed = false
+      assert.is_false(pcall(run, function() ev:wait(); resumed = true end))
+      collectgarbage()
+      collectgarbage()
+      ev:set() -- wakes the task run gave up on: it is let go, not resumed
+      run(function() sleep(0) end)
+      assert.is_false(resumed)
+    end)
+
     it("re-raises the error of fn called in place", function()
       run(function()
         assert.has_error(function()
