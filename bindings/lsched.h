@@ -20,8 +20,8 @@
  * includes the headers of the rest of the bridge:
  *   ltask.h     tasks: spawn, loaders, parking and waking (lua_task.c)
  *   lresult.h   results shared by woken tasks (lua_result.c)
- *   lruntime.h  the cache.runtime module: its API (lua_runtime.c) and
- *               events (lua_event.c) */
+ *   lruntime.h  the cache.runtime module: its API (lua_runtime.c), events
+ *               (lua_event.c) and the fake clock (lua_clock.c) */
 #ifndef AC_LSCHED_H
 #define AC_LSCHED_H
 

@@ -1,11 +1,14 @@
 /* The Lua API of the runtime, core.runtime (lua/cache/runtime.lua
- * re-exports it): run, spawn, sleep, now, event, set_error_hook, can_wait.
+ * re-exports it): run, spawn, sleep, now, event, fake_clock,
+ * set_error_hook, can_wait.
  *
  * runtime.run drives the loop from outside any task until its function's
  * task has finished; when the loop has nothing left that could wake that
- * task, run gives up on it and raises.  A sleep is an lsleep: a timer
- * and the parked task it wakes, held by the scheduler (lpending) while
- * armed, so a state closing with sleepers frees their timers. */
+ * task, run gives up on it and raises (timers on the fake clock do not
+ * count: only a task calling clock:advance() could fire them).  A sleep
+ * is an lsleep: a timer and the parked task it wakes, held by the
+ * scheduler (lpending) while armed, so a state closing with sleepers
+ * frees their timers. */
 #include <math.h>
 
 #include "alloc.h"
@@ -49,7 +52,13 @@ static int l_run(lua_State *L) {
       /* Where it waits, for the message; then give up on it: it is
        * never resumed, and is forgotten if what it waits on wakes it after
        * all (ltask.abandoned). */
-      luaL_traceback(L, t->co, LSCHED_NEVER_MSG ("runtime.run: the function"), 0);
+      const char *msg = LSCHED_NEVER_MSG("runtime.run: the function");
+      size_t fakes = ac_sched_fake_timers(ls->sched);
+      if (fakes > 0)
+        msg = lua_pushfstring(L, "%s; %d timer(s) wait on the fake clock, "
+                                 "which only clock:advance() moves",
+                              msg, (int)fakes);
+      luaL_traceback(L, t->co, msg, 0);
       t->abandoned = 1;
       return lua_error(L);
     }
@@ -121,8 +130,11 @@ static int l_can_wait(lua_State *L) {
   return 1;
 }
 
+/* The precise monotonic clock (for measuring), or fake time. */
 static int l_now(lua_State *L) {
-  lua_pushnumber(L, ac_clock_precise());
+  ac_sched_t *s = lsched_sched(lsched_get(L));
+  lua_pushnumber(L, ac_sched_clock_is_fake(s) ? ac_sched_now(s)
+                                              : ac_clock_precise());
   return 1;
 }
 
@@ -142,10 +154,12 @@ int luaopen_cache_runtime_core(lua_State *L) {
   static const luaL_Reg funcs[] = {
       {"run", l_run},         {"spawn", l_spawn},
       {"sleep", l_sleep},     {"now", l_now},
-      {"event", levent_new},  {"set_error_hook", l_set_error_hook},
+      {"event", levent_new},  {"fake_clock", lclock_fake},
+      {"set_error_hook", l_set_error_hook},
       {"can_wait", l_can_wait},
       {NULL, NULL}};
   levent_register(L);
+  lclock_register(L);
   lsched_get(L);
   luaL_newlib(L, funcs);
   return 1;

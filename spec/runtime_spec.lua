@@ -305,6 +305,144 @@ describe("cache.runtime", function()
     end)
   end)
 
+  describe(".fake_clock()", function()
+    local with_fake_clock, go = h.with_fake_clock, h.go
+
+    it("gives a time that only clock:advance() moves", with_fake_clock(function(clock)
+      assert.equal(0, clock:now())
+      assert.equal(0, runtime.now())
+      sleep(0)
+      assert.equal(0, runtime.now())
+      clock:advance(1.5)
+      assert.equal(1.5, clock:now())
+      assert.equal(1.5, runtime.now())
+      clock:advance(0.1); clock:advance(0.1); clock:advance(0.1)
+      assert.equal(1.8, clock:now()) -- whole nanoseconds: no 1.8000000000000003
+    end))
+
+    it("starts at the time given, by default at runtime.now()", function()
+      local before = runtime.now()
+      local clock <close> = runtime.fake_clock()
+      assert.is_true(clock:now() >= before)
+      local at = clock:now()
+      assert.equal(at, runtime.now())
+      clock:close()
+      local other <close> = runtime.fake_clock(42)
+      assert.equal(42, runtime.now())
+    end)
+
+    it("wakes a sleeper when its time comes, not before", with_fake_clock(function(clock)
+      local woke = go(function() sleep(10); return runtime.now() end)
+      clock:advance(9.999)
+      assert.is_false(woke.done)
+      clock:advance(0.001)
+      assert.is_true(woke.done) -- advance returned after the woken task ran
+      assert.equal(10, woke[1])  -- and it woke at its deadline
+    end))
+
+    it("wakes sleepers in the order of their wake-up times, ties in start order",
+      with_fake_clock(function(clock)
+        local order = {}
+        local function sleeper(name, secs)
+          spawn(function() sleep(secs); order[#order + 1] = name end)
+        end
+        sleeper("slow", 0.09)
+        sleeper("fast", 0.01)
+        sleeper("medium", 0.05)
+        sleeper("medium too", 0.05)
+        clock:advance(0.15)
+        assert.same({ "fast", "medium", "medium too", "slow" }, order)
+      end))
+
+    it("lets the tasks each instant wakes run before time moves on", with_fake_clock(function(clock)
+      local times = {}
+      spawn(function()
+        for _ = 1, 3 do sleep(1); times[#times + 1] = runtime.now() end
+      end)
+      -- The first sleep starts at 0 (ready tasks run before time moves),
+      -- each later one when the previous woke.
+      clock:advance(10)
+      assert.same({ 1, 2, 3 }, times)
+      assert.equal(10, clock:now())
+    end))
+
+    it("keeps a load_timeout on fake time", with_fake_clock(function(clock)
+      local c = require("cache").AsyncCache{ load_timeout = 5 }
+      local r = go(function() return c:get("k", function() sleep(60); return "late" end) end)
+      clock:advance(4.9)
+      assert.is_false(r.done)
+      clock:advance(0.1)
+      assert.same({ nil, "load timed out after 5 seconds" }, { r[1], r[2] })
+      clock:advance(55) -- the loader ends; its late result is not stored
+      assert.is_false(c:contains("k"))
+    end))
+
+    it("makes runtime.run report a wait on it that nobody advances", function()
+      local clock <close> = runtime.fake_clock(0)
+      local ok, err = pcall(run, function() sleep(1) end)
+      assert.is_false(ok)
+      assert.equal("runtime.run: the function is waiting for something that can never "
+        .. "happen (no task is ready, no timer or I/O is pending); 1 timer(s) wait on the "
+        .. "fake clock, which only clock:advance() moves", err:match("^[^\n]*"))
+    end)
+
+    it("once closed, gives sleepers still waiting the time they had left on the real clock", function()
+      local woke = runtime.event()
+      do
+        local clock <close> = runtime.fake_clock(0)
+        run(function()
+          spawn(function() sleep(0.02); woke:set(runtime.now()) end)
+          clock:advance(0.01)
+        end)
+      end
+      local t0 = runtime.now()
+      local t = run(function() return woke:wait() end)
+      assert.is_true(t >= t0)
+      assert.is_true(t - t0 < 5) -- the real clock again
+    end)
+
+    it("allows one at a time, and one advancing task at a time", with_fake_clock(function(clock)
+      assert.has_error(function() runtime.fake_clock() end,
+        "runtime.fake_clock(): the fake clock is already on (close the clock first)")
+      local done = runtime.event()
+      spawn(function() clock:advance(1); done:set() end)
+      sleep(0) -- the other task is now advancing, waiting for this one
+      assert.has_error(function() clock:advance(1) end,
+        "clock:advance(): another task is advancing the clock")
+      done:wait()
+      assert.equal(1, clock:now())
+      clock:advance(1)
+      assert.equal(2, clock:now())
+    end))
+
+    it("advance() must run in a task and takes a non-negative number", function()
+      local clock <close> = runtime.fake_clock(0)
+      assert.has_error(function() clock:advance(1) end, "clock:advance() " .. NOT_IN_TASK)
+      run(function()
+        assert.has_error(function() clock:advance(-1) end,
+          "bad argument #1 to 'advance' (seconds must be a non-negative finite number)")
+        assert.has_error(function() clock:advance(math.huge) end,
+          "bad argument #1 to 'advance' (seconds must be a non-negative finite number)")
+        assert.has_error(function() clock:advance("soon") end,
+          "bad argument #1 to 'advance' (seconds must be a non-negative finite number)")
+      end)
+      assert.has_error(function() runtime.fake_clock(0) end,
+        "runtime.fake_clock(): the fake clock is already on (close the clock first)")
+    end)
+
+    it("a closed clock refuses advance and now; close twice is fine", function()
+      local clock = runtime.fake_clock(0)
+      clock:close()
+      clock:close()
+      assert.matches("closed", tostring(clock))
+      assert.has_error(function() clock:now() end, "clock:now(): the clock is closed")
+      run(function()
+        assert.has_error(function() clock:advance(1) end, "clock:advance(): the clock is closed")
+      end)
+      assert.is_true(runtime.now() > 1000 or runtime.now() ~= 0) -- real time again
+    end)
+  end)
+
   describe(".set_error_hook()", function()
     after_each(function() runtime.set_error_hook(nil) end)
 
