@@ -12,7 +12,9 @@
  *
  * Firing: the earliest timer is unlinked (and a repeating one re-armed)
  * before its callback runs, so the list is whole during every callback,
- * which may stop, free or start any timer, this one included. */
+ * which may stop, free or start any timer, this one included.  A timer
+ * due now (started for 0 seconds) needs no advance: the loop fires it on
+ * its next turn, as libuv fires a 0 ms timer, and stays alive for it. */
 #include <math.h>
 
 #include "ac_clock.h"
@@ -65,6 +67,7 @@ void ac__sched_clock_arm(ac_sched_t *s, ac__fake_timer_t *ft, double seconds,
   ft->armed = 1;
   c->armed++;
   insert_timer(c, ft);
+  if (ft->due <= c->elapsed) ac__sched_update_idle(s);
 }
 
 void ac__sched_clock_disarm(ac_sched_t *s, ac__fake_timer_t *ft) {
@@ -143,6 +146,16 @@ static int advance(ac_sched_t *s, double seconds, int one_instant,
   c->advancing = 0;
   if (rest != NULL) *rest = (double)(target - c->elapsed) / 1e9;
   return fired;
+}
+
+int ac__sched_clock_due(const ac_sched_t *s) {
+  const ac__sched_clock_t *c = ac__sched_clock(s);
+  return c->fake && c->first != NULL && c->first->due <= c->elapsed;
+}
+
+void ac__sched_clock_fire_due(ac_sched_t *s) {
+  ac__sched_clock_t *c = ac__sched_clock(s);
+  if (c->fake && !c->advancing) advance(s, 0, 0, NULL);
 }
 
 int ac_sched_advance(ac_sched_t *s, double seconds) {

@@ -39,6 +39,16 @@ typedef struct {
 /* The clock state of a scheduler (sched.c).  Takes a const scheduler so
  * the const getters can use it, as strchr does. */
 ac__sched_clock_t *ac__sched_clock(const ac_sched_t *s);
+/* Keeps the loop turning while tasks are ready or a fake timer is due now
+ * (sched.c); the clock calls it when it arms a timer due now. */
+void ac__sched_update_idle(ac_sched_t *s);
+
+/* Is a fake timer due now (its deadline reached without an advance: it
+ * was started for 0 seconds)? */
+int ac__sched_clock_due(const ac_sched_t *s);
+/* Fires the fake timers due now, from the loop (no-op inside an advance
+ * or with the real clock on). */
+void ac__sched_clock_fire_due(ac_sched_t *s);
 
 /* Arms (or re-arms) a fake timer: due `seconds` from now, then every
  * `repeat` seconds.  The fake clock must be on. */

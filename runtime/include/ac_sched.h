@@ -77,12 +77,15 @@ AC_EXPORT int ac_sched_once(ac_sched_t *s);
  * timer of x seconds fires on an advance of x seconds, however the
  * advance is split (0.1 three times reaches a 0.3 s timer).
  *
- * A fake timer does not keep the loop alive: with only fake timers armed,
- * ac_sched_run returns, ac_sched_step and ac_sched_once report idle (0),
- * and the binding's runtime.run reports that its function waits for
- * something that can never happen.  That is the truth: nothing inside an
- * idle loop can call ac_sched_advance, so only the caller (a host between
- * steps, or a task that advances) can move the clock on.
+ * A fake timer due later does not keep the loop alive: with only such
+ * timers armed, ac_sched_run returns, ac_sched_step and ac_sched_once
+ * report idle (0), and the binding's runtime.run reports that its
+ * function waits for something that can never happen.  That is the truth:
+ * nothing inside an idle loop can call ac_sched_advance, so only the
+ * caller (a host between steps, or a task that advances) can move the
+ * clock on.  A fake timer due now (started for 0 seconds, as a batch
+ * window of 0 is) fires on the loop's next turn without an advance, before
+ * the ready tasks run, as a 0 ms libuv timer would.
  *
  * Timers started before the fake clock went on stay on libuv's clock.
  * Turning it off puts every fake timer still armed on libuv's clock with

@@ -303,6 +303,33 @@ TEST(fake_timers_do_not_keep_the_loop_alive) {
   end(s, p, 1);
 }
 
+/* Logs "task" when it runs (a ready task next to a due timer). */
+static void log_task(ac_task_t *t) {
+  (void)t;
+  log_id[nlog] = -1;
+  log_now[nlog] = 0;
+  nlog++;
+}
+
+TEST(a_fake_timer_due_now_fires_from_the_loop_before_ready_tasks) {
+  ac_sched_t *s = new_fake(7);
+  probe p[2];
+  init_probe(&p[0], s, 0);
+  init_probe(&p[1], s, 1);
+  ac_task_t task = {.fn = log_task};
+  ac_sched_post(s, &task);
+  ASSERT_EQ_INT(ac_timer_start(p[0].t, 0, 0), 0); /* due now */
+  ASSERT_EQ_INT(ac_timer_start(p[1].t, 1, 0), 0); /* due later */
+  ASSERT_EQ_INT(ac_sched_run(s), 0); /* alive for the first only */
+  ASSERT_EQ_INT(nlog, 2);
+  ASSERT_EQ_INT(log_id[0], 0); /* the timer, then the task */
+  ASSERT_EQ_INT(log_id[1], -1);
+  ASSERT_NEAR(ac_sched_now(s), 7, 0); /* time did not move */
+  ASSERT_EQ_INT(p[1].fired, 0);
+  ASSERT_EQ_INT(ac_sched_step(s), 0); /* the later one keeps nothing alive */
+  end(s, p, 2);
+}
+
 TEST(timers_started_before_the_fake_clock_stay_real) {
   ac_sched_t *s = new_sched();
   probe p[1];
