@@ -1,8 +1,10 @@
 -- Specs of cache.runtime: coroutines on the libuv loop.
 --
 -- Every test drives the loop itself with runtime.run (not busted's async).
--- Timing is only ever used to order events (a task sleeping 0.01 s wakes
--- before one sleeping 0.05 s); no test asserts a duration.
+-- Order is set with events and sleep(0) (which resumes the caller after
+-- every task already queued); sleeps of a given length run on the fake
+-- clock (h.with_fake_clock), except the few tests of the real clock itself
+-- (now across a real sleep, timers armed after CPU work).
 local runtime = require "cache.runtime"
 
 local run, spawn, sleep = runtime.run, runtime.spawn, runtime.sleep
@@ -36,7 +38,7 @@ describe("cache.runtime", function()
 
     it("re-raises an error of fn raised after it waited", function()
       assert.has_error(function()
-        run(function() sleep(0.001); error("late boom") end)
+        run(function() sleep(0); error("late boom") end)
       end, "late boom")
     end)
 
@@ -73,7 +75,7 @@ describe("cache.runtime", function()
         assert.equal("b", y)
         assert.is_false(other_ran)
         -- fn called in place may still wait like any task.
-        local v = run(function() sleep(0.001); return "waited" end)
+        local v = run(function() sleep(0); return "waited" end)
         assert.equal("waited", v)
         assert.is_true(other_ran)
       end)
@@ -111,7 +113,7 @@ describe("cache.runtime", function()
       assert.matches("in method 'wait'", err, 1, true)
       assert.matches("runtime_spec.lua:%d+:", err)
       -- The runtime is still usable afterwards.
-      assert.equal("still fine", run(function() sleep(0.001); return "still fine" end))
+      assert.equal("still fine", run(function() sleep(0); return "still fine" end))
     end)
 
     it("refuses to drive the loop from a plain coroutine inside a task", function()
@@ -208,30 +210,28 @@ describe("cache.runtime", function()
   end)
 
   describe(".sleep()", function()
-    it("suspends only the caller: other tasks progress meanwhile", function()
-      run(function()
-        local ticks = 0
-        spawn(function()
-          for _ = 1, 5 do ticks = ticks + 1; coroutine.yield() end
-        end)
-        sleep(0.02)
-        assert.equal(5, ticks)
+    it("suspends only the caller: other tasks progress meanwhile", h.with_fake_clock(function(clock)
+      local ticks, woke = 0, nil
+      spawn(function()
+        for _ = 1, 5 do ticks = ticks + 1; coroutine.yield() end
       end)
-    end)
+      local sleeper = h.go(function() sleep(0.02); woke = ticks end)
+      clock:advance(0.02)
+      assert.is_true(sleeper.done)
+      assert.equal(5, woke)
+    end))
 
-    it("wakes the sleepers in the order of their wake-up times", function()
-      run(function()
-        local order = {}
-        local function sleeper(name, secs)
-          spawn(function() sleep(secs); order[#order + 1] = name end)
-        end
-        sleeper("slow", 0.09)
-        sleeper("fast", 0.01)
-        sleeper("medium", 0.05)
-        sleep(0.15)
-        assert.same({ "fast", "medium", "slow" }, order)
-      end)
-    end)
+    it("wakes the sleepers in the order of their wake-up times", h.with_fake_clock(function(clock)
+      local order = {}
+      local function sleeper(name, secs)
+        spawn(function() sleep(secs); order[#order + 1] = name end)
+      end
+      sleeper("slow", 0.09)
+      sleeper("fast", 0.01)
+      sleeper("medium", 0.05)
+      clock:advance(0.15)
+      assert.same({ "fast", "medium", "slow" }, order)
+    end))
 
     it("sleep(0) yields: the tasks already queued run first", function()
       run(function()
@@ -243,12 +243,12 @@ describe("cache.runtime", function()
       end)
     end)
 
-    it("returns nothing", function()
-      run(function()
-        assert.equal(0, select("#", sleep(0)))
-        assert.equal(0, select("#", sleep(0.001)))
-      end)
-    end)
+    it("returns nothing", h.with_fake_clock(function(clock)
+      assert.equal(0, select("#", sleep(0)))
+      local r = h.go(sleep, 0.001)
+      clock:advance(0.001)
+      assert.same({ done = true, ok = true, n = 0 }, r)
+    end))
 
     it("raises on a negative, NaN or non-number argument", function()
       run(function()
@@ -377,6 +377,19 @@ describe("cache.runtime", function()
       assert.is_false(c:contains("k"))
     end))
 
+    it("fires a timer due now without an advance (batch_window_ms = 0)", with_fake_clock(function()
+      local calls = 0
+      local c = require("cache").AsyncCache{ batch_window_ms = 0, batch_loader = function(keys)
+        calls = calls + 1
+        local r = {}
+        for _, k in ipairs(keys) do r[k] = k .. "!" end
+        return r
+      end }
+      assert.equal("a!", c:get("a"))
+      assert.equal(1, calls)
+      assert.equal(0, runtime.now())
+    end))
+
     it("makes runtime.run report a wait on it that nobody advances", function()
       local clock <close> = runtime.fake_clock(0)
       local ok, err = pcall(run, function() sleep(1) end)
@@ -431,6 +444,7 @@ describe("cache.runtime", function()
     end)
 
     it("a closed clock refuses advance and now; close twice is fine", function()
+      local before = runtime.now()
       local clock = runtime.fake_clock(0)
       clock:close()
       clock:close()
@@ -439,7 +453,7 @@ describe("cache.runtime", function()
       run(function()
         assert.has_error(function() clock:advance(1) end, "clock:advance(): the clock is closed")
       end)
-      assert.is_true(runtime.now() > 1000 or runtime.now() ~= 0) -- real time again
+      assert.is_true(runtime.now() >= before) -- real time again, not 0
     end)
   end)
 
@@ -453,8 +467,9 @@ describe("cache.runtime", function()
       end)
       run(function()
         spawn(function() error("spawned boom") end)
-        spawn(function() sleep(0.001); error("boom after a wait", 0) end)
-        sleep(0.02)
+        spawn(function() sleep(0); error("boom after a wait", 0) end)
+        sleep(0)
+        sleep(0) -- the second one has raised by now
       end)
       assert.equal(2, #got)
       assert.matches("spawned boom", got[1].err, 1, true)
@@ -481,7 +496,7 @@ describe("cache.runtime", function()
       runtime.set_error_hook(function() end)
       local v = run(function()
         spawn(function() error("ignored") end)
-        sleep(0.001)
+        sleep(0)
         return "done"
       end)
       assert.equal("done", v)
@@ -511,7 +526,7 @@ describe("cache.runtime", function()
         assert.is_false(ev:is_set())
         local got
         spawn(function() got = table.pack(ev:wait()) end)
-        sleep(0.001)
+        sleep(0)
         assert.is_nil(got)
         ev:set("a", nil, 3)
         assert.is_true(ev:is_set())
@@ -569,7 +584,7 @@ describe("cache.runtime", function()
             order[#order + 1] = i
           end)
         end
-        sleep(0.001)
+        sleep(0)
         assert.equal(0, #order)
         local shared = {}
         ev:set(shared, "second")
@@ -590,19 +605,20 @@ describe("cache.runtime", function()
   end)
 
   describe(".gather()", function()
-    it("returns one packed result table per function, in order", function()
-      run(function()
-        local res = runtime.gather(
-          function() sleep(0.03); return "slow" end,
-          function() return 1, nil, 3 end,
-          function() sleep(0.01) end)
-        assert.same({
-          { "slow", n = 1 },
-          { 1, nil, 3, n = 3 },
-          { n = 0 },
-        }, res)
-      end)
-    end)
+    it("returns one packed result table per function, in order", h.with_fake_clock(function(clock)
+      local finished = {}
+      local r = h.go(runtime.gather,
+        function() sleep(0.03); finished[#finished + 1] = 1; return "slow" end,
+        function() finished[#finished + 1] = 2; return 1, nil, 3 end,
+        function() sleep(0.01); finished[#finished + 1] = 3 end)
+      clock:advance(0.03)
+      assert.same({ 2, 3, 1 }, finished) -- not the order of the results
+      assert.same({
+        { "slow", n = 1 },
+        { 1, nil, 3, n = 3 },
+        { n = 0 },
+      }, r[1])
+    end))
 
     it("runs the functions concurrently", function()
       run(function()
@@ -620,7 +636,7 @@ describe("cache.runtime", function()
         local res = runtime.gather(
           function() return "fine" end,
           function() error("gather boom", 0) end,
-          function() sleep(0.001); error("late boom") end)
+          function() sleep(0); error("late boom") end)
         assert.same({ "fine", n = 1 }, res[1])
         assert.is_false(res[2].ok)
         assert.equal("gather boom", res[2].err)
@@ -647,7 +663,7 @@ describe("cache.runtime", function()
       assert.matches("runtime.run(fn) or runtime.spawn(fn)", err, 1, true)
       -- Nothing may have been spawned: it would run, unasked, inside the
       -- next runtime.run.
-      run(function() sleep(0.001) end)
+      run(function() sleep(0) end)
       assert.equal(0, ran)
     end)
   end)
