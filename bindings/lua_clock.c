@@ -94,7 +94,9 @@ static int clock_close(lua_State *L) {
   lclock *c = ltype_check_self(L, 1, "ac.clock", "close");
   if (!c->on) return 0;
   c->on = 0;
-  ac_sched_set_real_clock(lsched_sched(c->ls)); /* no timer callback runs Lua */
+  /* NULL when the state is closing and its scheduler went first. */
+  ac_sched_t *s = lsched_sched(c->ls);
+  if (s != NULL) ac_sched_set_real_clock(s); /* no timer callback runs Lua */
   return 0;
 }
 

@@ -25,11 +25,20 @@
 --     timers of their own, which fire in the same advance if they come due
 --     within it), until `seconds` have passed; when advance returns, nothing
 --     else is ready.  So `clock:advance(1)` stands for "sleep 1 s while the
---     others work", without the wait.  One task advances at a time; a task
---     that polls with bare coroutine.yield() keeps advance from moving on.
---   * A fake timer does not keep the loop alive: a runtime.run function that
---     waits for one while no task will advance the clock raises "is waiting
---     for something that can never happen".
+--     others work", without the wait.  One task advances at a time (a second
+--     raises); a task that polls with bare coroutine.yield() keeps advance
+--     from moving on.  The test itself is best the one that advances, with
+--     the code under test in tasks it spawns:
+--         local clock <close> = runtime.fake_clock(0)
+--         runtime.run(function()
+--           local done = false
+--           runtime.spawn(function() runtime.sleep(5); done = true end)
+--           clock:advance(5)           -- returns at once, done is true
+--         end)
+--   * A timer due now (a batch window of 0) fires on the loop's next turn
+--     without an advance; one due later does not keep the loop alive: a
+--     runtime.run function that waits for it while no task will advance the
+--     clock raises "is waiting for something that can never happen".
 --   * clock:close() (or leaving the <close> scope, or the clock being
 --     collected) goes back to the real clock: timers still waiting on fake
 --     time get the time they had left on the real one, and now jumps back to
