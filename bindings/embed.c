@@ -2,11 +2,11 @@
 #include <lauxlib.h>
 #include <lualib.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "ac.h"
 #include "ac_lua.h"
+#include "alloc.h"
 #include "lsched.h"
 
 int luaopen_cache_core(lua_State *L);
@@ -62,7 +62,7 @@ ac_runtime_t *ac_runtime_new(const ac_runtime_options_t *opts, char *errbuf,
                              size_t errlen) {
   ac_runtime_options_t none = {0};
   if (opts == NULL) opts = &none;
-  ac_runtime_t *rt = calloc(1, sizeof *rt);
+  ac_runtime_t *rt = ac__calloc(1, sizeof *rt);
   if (rt == NULL) {
     say(errbuf, errlen, "out of memory");
     return NULL;
@@ -92,7 +92,7 @@ void ac_runtime_free(ac_runtime_t *rt) {
   if (rt == NULL) return;
   if (rt->L != NULL) lua_close(rt->L); /* caches close their handles */
   ac_sched_free(rt->sched);
-  free(rt);
+  ac__free(rt);
 }
 
 lua_State *ac_runtime_lua(ac_runtime_t *rt) { return rt->L; }

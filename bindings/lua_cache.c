@@ -334,6 +334,7 @@ static int new_cache(lua_State *L) {
   o.default_ttl = opt_number(L, "default_ttl", 0);
   o.load_timeout = opt_number(L, "load_timeout", 0);
   o.batch_window = opt_number(L, "batch_window_ms", 5) / 1000.0;
+  o.sweep_interval = opt_number(L, "sweep_interval", 0);
   double max_batch = opt_number(L, "max_batch_size", 100);
   o.max_batch_size = max_batch >= 1 && max_batch <= 0x7fffffff ? (uint32_t)max_batch : 0;
   o.load_data_size = sizeof(lload);

@@ -4,7 +4,8 @@
  *   core.cache_methods   the method table of ac.cache (cache.lua extends it)
  *   core.memoize(cache, fn, skip_args) -> ac.memo (decorated function)
  *   core.is_memo(x), core.memo_methods
- *   core.runtime         run, spawn, sleep, now, event, set_error_hook
+ *   core.runtime         run, spawn, sleep, now, event, fake_clock,
+ *                        set_error_hook, can_wait
  *   core.version */
 #include <lauxlib.h>
 #include <lua.h>

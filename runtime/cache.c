@@ -484,6 +484,9 @@ static void on_removed(void *ud, uint32_t slot, int tag, const char *key,
   if (c->ops.removed) c->ops.removed(c->ud, slot, tag, key, len, why);
 }
 
+/* TTLs count on the scheduler's clock, so a fake one (tests) moves them. */
+static double sched_clock(void *ud) { return ac_sched_now(ud); }
+
 static int on_moved(void *ud, uint32_t from, uint32_t to) {
   ac_cache_t *c = ud;
   return c->ops.moved(c->ud, from, to);
@@ -502,7 +505,7 @@ static double sweep_slice(ac_cache_t *c, double budget) {
   double next = c->sweep_tick;
   if (rep.more)
     next = SWEEP_AGAIN;
-  else if (rep.next_due > ac_clock_now() + SWEEP_IDLE)
+  else if (rep.next_due > ac_sched_now(c->sched) + SWEEP_IDLE)
     next = SWEEP_IDLE;
   /* On the state, not on rep.shrunk: the slice that ends a shrink may not
    * be the one that gave memory back. */
@@ -551,6 +554,8 @@ ac_cache_t *ac_cache_new(const ac_cache_options_t *o, int *err) {
   c->refs = 1;
   ac_store_options_t so = {.maxsize = o->maxsize, .removed = on_removed, .ud = c,
                            .clock = o->clock,
+                           .clock_ud_fn = o->clock ? NULL : sched_clock,
+                           .clock_ud = o->sched,
                            .moved = o->ops.moved != NULL ? on_moved : NULL};
   c->store = ac_store_new(&so, err);
   c->flights = ac_flights_new();

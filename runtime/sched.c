@@ -1,15 +1,19 @@
 /* The ready queue and its libuv glue.
  *
  * Queue: singly linked FIFO through ac_task_t.next_ (posting allocates
- * nothing).  An idle handle is active exactly while the queue is not empty:
- * that keeps uv_run from blocking in poll and runs the pass from the loop's
+ * nothing).  An idle handle is active exactly while the queue is not empty
+ * or a fake timer is due now (update_idle): that keeps uv_run from
+ * blocking in poll and runs the pass from the loop's idle phase, after the
+ * fake timers due now have fired, as libuv runs its due timers before the
  * idle phase.  The pass callback lets the Lua binding wrap each pass in one
- * protected call instead of one per task. */
+ * protected call instead of one per task.  The clock (real or fake, with
+ * its fake timers) is a member whose code is sched_clock.c. */
 #include <stdlib.h>
 
 #include "ac_error.h"
 #include "ac_sched.h"
 #include "alloc.h"
+#include "sched_clock.h"
 
 struct ac_sched_s {
   uv_loop_t *loop;
@@ -20,12 +24,28 @@ struct ac_sched_s {
   size_t pending;
   ac_pass_fn pass;
   void *pass_ud;
+  ac__sched_clock_t clock;
 };
+
+ac__sched_clock_t *ac__sched_clock(const ac_sched_t *s) {
+  return (ac__sched_clock_t *)&s->clock;
+}
+
+static void on_idle(uv_idle_t *h);
+
+void ac__sched_update_idle(ac_sched_t *s) {
+  if (s->pending > 0 || ac__sched_clock_due(s)) uv_idle_start(&s->idle, on_idle);
+  else uv_idle_stop(&s->idle);
+}
 
 static void on_idle(uv_idle_t *h) {
   ac_sched_t *s = h->data;
-  if (s->pass) s->pass(s, s->pass_ud);
-  else ac_sched_run_ready(s);
+  ac__sched_clock_fire_due(s);
+  if (s->pending > 0) {
+    if (s->pass) s->pass(s, s->pass_ud);
+    else ac_sched_run_ready(s);
+  }
+  ac__sched_update_idle(s);
 }
 
 ac_sched_t *ac_sched_new(uv_loop_t *loop, int *err) {
@@ -119,7 +139,7 @@ size_t ac_sched_run_ready(ac_sched_t *s) {
     ran++;
     t->fn(t);
   }
-  if (s->pending == 0) uv_idle_stop(&s->idle);
+  if (s->pending == 0) ac__sched_update_idle(s);
   return ran;
 }
 

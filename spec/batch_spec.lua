@@ -7,9 +7,12 @@
 -- Every test that needs the loop drives it itself with runtime.run (not
 -- busted's async).  Gets are issued from tasks spawned together, so they
 -- run in one pass of the scheduler and fall into one batch window; sleep(0)
--- moves a task to the next pass.  Real sleeps only step past a TTL or a
--- load_timeout with a margin of tens of milliseconds; no test asserts a
--- duration, and every test waits for the loaders it starts.
+-- moves a task to the next pass.  Tests where a window must outlast some
+-- passes, or a load_timeout must cut a batch, run on the fake clock
+-- (h.with_fake_clock).  Real sleeps only step past a TTL with a margin of
+-- tens of milliseconds (the store's TTL clock is not the scheduler's yet);
+-- no test asserts a duration, and every test waits for the loaders it
+-- starts.
 local cache = require "cache"
 local runtime = require "cache.runtime"
 local h = require "helpers"
@@ -18,6 +21,7 @@ local run, spawn, sleep = runtime.run, runtime.spawn, runtime.sleep
 local pack = table.pack
 local NOT_IN_TASK = h.NOT_IN_TASK
 local in_run, concurrently, error_of = h.in_run, h.concurrently, h.error_of
+local with_fake_clock, go = h.with_fake_clock, h.go
 
 -- A batch loader that records a copy of the keys of each call, then
 -- returns fn(keys) (by default a map key -> key .. "!").
@@ -100,13 +104,17 @@ describe("batch loading", function()
       assert.equal("single", first:wait())
     end))
 
-    it("a get for a key already in a collecting batch joins it", in_run(function()
+    it("a get for a key already in a collecting batch joins it", with_fake_clock(function(clock)
       local s = recorder()
       local c = cache.AsyncCache{ batch_loader = s.loader, batch_window_ms = 20 }
-      local r = concurrently({ 1, 2, 3 }, function(i)
+      local res = go(concurrently, { 1, 2, 3 }, function(i)
         if i == 3 then sleep(0) end -- a later pass, same window
         return c:get("x")
       end)
+      clock:advance(0.019)
+      assert.same({}, s.calls)
+      clock:advance(0.001)
+      local r = res[1]
       assert.same({ { "x" } }, s.calls)
       for i = 1, 3 do assert.equal("x!", r[i][1]) end
     end))
@@ -131,13 +139,15 @@ describe("batch loading", function()
       for i, k in ipairs{ "a", "b", "c", "d" } do assert.equal(k .. "!", r[i][1]) end
     end))
 
-    it("a window longer than a pass groups gets of later passes too", in_run(function()
+    it("a window longer than a pass groups gets of later passes too", with_fake_clock(function(clock)
       local s = recorder()
       local c = cache.AsyncCache{ batch_loader = s.loader, batch_window_ms = 50 }
-      concurrently({ "a", "b", "c", "d" }, function(k, i)
+      local r = go(concurrently, { "a", "b", "c", "d" }, function(k, i)
         for _ = 1, i - 2 do sleep(0) end
         return c:get(k)
       end)
+      clock:advance(0.05)
+      assert.is_true(r.done)
       assert.same({ { "a", "b", "c", "d" } }, s.calls)
     end))
 
@@ -352,7 +362,7 @@ describe("batch loading", function()
 
     it("a batch loader that yields works", in_run(function()
       local s = recorder(function(keys)
-        sleep(0.01)
+        sleep(0)
         local r = {}
         for _, k in ipairs(keys) do r[k] = k * 2 end
         return r
@@ -367,14 +377,19 @@ describe("batch loading", function()
   end)
 
   describe("load_timeout", function()
-    it("bounds the wait for a batch: callers get nil, 'load timed out after ... seconds'", in_run(function()
+    it("bounds the wait for a batch: callers get nil, 'load timed out after ... seconds'", with_fake_clock(function(clock)
       local gate, finished = runtime.event(), runtime.event()
       local c = cache.AsyncCache{ load_timeout = 0.05, batch_loader = function(keys)
         gate:wait() -- longer than load_timeout
         finished:set()
         return { a = "late", b = "late" }
       end }
-      local r = gets(c, { "a", "b" })
+      local res = go(gets, c, { "a", "b" })
+      clock:advance(0.005) -- the window closes: the loader waits at the gate
+      clock:advance(0.049)
+      assert.is_false(res.done)
+      clock:advance(0.001) -- load_timeout after the dispatch
+      local r = res[1]
       for i = 1, 2 do
         assert.same({ n = 2, nil, "load timed out after 0.05 seconds" }, r[i])
       end
@@ -387,13 +402,17 @@ describe("batch loading", function()
       assert.equal(0, c:get_metrics().size)
     end))
 
-    it("a batch loader that returns in time is not cut off", in_run(function()
+    it("a batch loader that returns in time is not cut off", with_fake_clock(function(clock)
       local c = cache.AsyncCache{ load_timeout = 5, batch_loader = function(keys)
-        sleep(0.01)
+        sleep(4.99) -- after the 5 ms window
         return { a = 1 }
       end }
-      assert.equal(1, c:get("a"))
+      local r = go(c.get, c, "a")
+      clock:advance(4.995)
+      assert.equal(1, r[1])
+      clock:advance(1) -- past the deadline it no longer has
       assert.equal(0, c:get_metrics().load_timeouts)
+      assert.equal(1, c:get("a"))
     end))
   end)
 

@@ -2,10 +2,14 @@
 -- loader calls, metrics, errors).
 --
 -- Every test that needs the loop drives it itself with runtime.run (not
--- busted's async).  Sleeps only order events or step past a TTL with a
--- margin of tens of milliseconds (the TTL clock ticks every few ms); no test
--- asserts a duration.  Tests wait for the loaders they start, so no task is
--- left running into the next test.
+-- busted's async).  Order is set with events and sleep(0) (a loader that
+-- sleeps 0 suspends until every task already queued has run: the callers
+-- spawned with it have joined).  Load timeouts run on the fake clock
+-- (h.with_fake_clock).  Real sleeps are left only to step past a TTL, with
+-- a margin of tens of milliseconds (the TTL clock ticks every few ms), and
+-- for the background sweep: the store's TTL clock is not the scheduler's
+-- yet.  No test asserts a duration.  Tests wait for the loaders they start,
+-- so no task is left running into the next test.
 local cache = require "cache"
 local runtime = require "cache.runtime"
 local h = require "helpers"
@@ -13,6 +17,7 @@ local h = require "helpers"
 local run, spawn, sleep = runtime.run, runtime.spawn, runtime.sleep
 local NOT_IN_TASK = h.NOT_IN_TASK
 local in_run, counted, spawn_all, error_of = h.in_run, h.counted, h.spawn_all, h.error_of
+local with_fake_clock, go = h.with_fake_clock, h.go
 
 -- Runs a Lua chunk in a child lua5.4 (same LUA_PATH/LUA_CPATH) with a
 -- time limit; returns its output and whether it exited with status 0.
@@ -177,7 +182,7 @@ describe("cache.AsyncCache", function()
       it("lets a loader get other keys, loading them too", in_run(function()
         local c = cache.AsyncCache()
         local v = c:get("a", function()
-          local b = c:get("b", function() sleep(0.001); return "B" end)
+          local b = c:get("b", function() sleep(0); return "B" end)
           return "A+" .. b
         end)
         assert.equal("A+B", v)
@@ -413,7 +418,7 @@ describe("cache.AsyncCache", function()
     describe("single-flight", function()
       it("1,000 coroutines asking for one missing key share one load", in_run(function()
         local c = cache.AsyncCache()
-        local l = counted(function(key) sleep(0.02); return { key = key } end)
+        local l = counted(function(key) sleep(0); return { key = key } end)
         local results = spawn_all(1000, function() return c:get("hot", l.loader) end)
         assert.equal(1, l.calls)
         assert.same({ "hot" }, l.keys)
@@ -469,7 +474,7 @@ describe("cache.AsyncCache", function()
     describe("when the load fails", function()
       it("a raising loader gives every waiter nil, err; nothing is cached", in_run(function()
         local c = cache.AsyncCache()
-        local l = counted(function() sleep(0.01); error("db down") end)
+        local l = counted(function() sleep(0); error("db down") end)
         local results = spawn_all(20, function() return c:get("k", l.loader) end)
         assert.equal(1, l.calls)
         for i = 1, 20 do
@@ -501,7 +506,7 @@ describe("cache.AsyncCache", function()
 
       it("a loader returning nil, \"reason\" gives every waiter nil, \"reason\"; not cached", in_run(function()
         local c = cache.AsyncCache()
-        local l = counted(function() sleep(0.01); return nil, "reason" end)
+        local l = counted(function() sleep(0); return nil, "reason" end)
         local results = spawn_all(20, function() return c:get("k", l.loader) end)
         assert.equal(1, l.calls)
         for i = 1, 20 do
@@ -515,7 +520,7 @@ describe("cache.AsyncCache", function()
 
       it("a loader returning nil gives nil; not cached", in_run(function()
         local c = cache.AsyncCache()
-        local l = counted(function() sleep(0.01); return nil end)
+        local l = counted(function() sleep(0); return nil end)
         local results = spawn_all(5, function() return c:get("k", l.loader) end)
         assert.equal(1, l.calls)
         for i = 1, 5 do
@@ -529,11 +534,15 @@ describe("cache.AsyncCache", function()
     end)
 
     describe("load_timeout", function()
-      it("releases every waiter with nil, err; a later get loads again", in_run(function()
+      it("releases every waiter with nil, err; a later get loads again", with_fake_clock(function(clock)
         local c = cache.AsyncCache{ load_timeout = 0.05 }
         local calls = 0
         local slow = function() calls = calls + 1; sleep(0.3); return "late" end
-        local results = spawn_all(10, function() return c:get("k", slow) end)
+        local r = go(spawn_all, 10, function() return c:get("k", slow) end)
+        clock:advance(0.049)
+        assert.is_false(r.done)
+        clock:advance(0.001)
+        local results = r[1]
         assert.equal(1, calls)
         for i = 1, 10 do
           assert.same({ nil, "load timed out after 0.05 seconds", n = 2 }, results[i])
@@ -543,40 +552,45 @@ describe("cache.AsyncCache", function()
         assert.equal(0, m.in_flight)
         assert.is_false(c:contains("k"))
         -- Once the slow loader has finished, its late result is not stored.
-        sleep(0.35)
+        clock:advance(0.3)
         assert.is_false(c:contains("k"))
         assert.equal("fresh", c:get("k", function() calls = calls + 1; return "fresh" end))
         assert.equal(2, calls)
         assert.equal("fresh", c:get("k"))
       end))
 
-      it("a get after the timeout starts a new load even while the old loader still runs", in_run(function()
+      it("a get after the timeout starts a new load even while the old loader still runs", with_fake_clock(function(clock)
         local c = cache.AsyncCache{ load_timeout = 0.05 }
         local calls = 0
-        local v, err = c:get("k", function() calls = calls + 1; sleep(0.3); return "late" end)
-        assert.is_nil(v)
-        assert.equal("load timed out after 0.05 seconds", err)
-        -- (a bare yield: no timer that could race with the 0.05 s one)
+        local first = go(c.get, c, "k", function() calls = calls + 1; sleep(0.3); return "late" end)
+        clock:advance(0.05)
+        assert.same({ done = true, ok = true, n = 2, nil, "load timed out after 0.05 seconds" }, first)
         assert.equal("second", c:get("k", function() calls = calls + 1; coroutine.yield(); return "second" end))
         assert.equal(2, calls)
-        sleep(0.35) -- the first loader ends; its result must not replace the value
+        clock:advance(0.3) -- the first loader ends; its result must not replace the value
         assert.equal("second", c:get("k"))
       end))
 
-      it("does not cut a load that finishes in time", in_run(function()
+      it("does not cut a load that finishes in time", with_fake_clock(function(clock)
         local c = cache.AsyncCache{ load_timeout = 0.3 }
-        assert.equal("ok", c:get("k", function() sleep(0.01); return "ok" end))
+        local r = go(c.get, c, "k", function() sleep(0.299); return "ok" end)
+        clock:advance(0.299)
+        assert.equal("ok", r[1])
+        clock:advance(1) -- past the deadline it no longer has
         assert.equal(0, c:get_metrics().load_timeouts)
+        assert.equal("ok", c:get("k"))
       end))
     end)
 
     describe("outside a task", function()
       it("a get that must wait for its loader raises the error naming runtime.run", function()
+        local clock <close> = runtime.fake_clock(0)
         local c = cache.AsyncCache()
         assert.has_error(function()
           c:get("k", function() sleep(0.01); return "v" end)
         end, "cache:get() " .. NOT_IN_TASK)
-        run(function() sleep(0.05) end) -- let the loader finish
+        run(function() clock:advance(0.01) end) -- let the loader finish
+        assert.equal("v", c:get("k"))
       end)
 
       it("a get that must join a running load raises the error naming runtime.run", function()
@@ -586,7 +600,7 @@ describe("cache.AsyncCache", function()
         run(function() sleep(0) end) -- the load starts and waits for the gate
         assert.has_error(function() c:get("k") end, "cache:get() " .. NOT_IN_TASK)
         gate:set()
-        run(function() sleep(0.001) end)
+        run(function() sleep(0) end)
         assert.equal("v", c:get("k"))
       end)
     end)
@@ -629,7 +643,7 @@ describe("cache.AsyncCache", function()
     it("get's opts.ttl applies to the loaded value", in_run(function()
       local c = cache.AsyncCache()
       local l = counted(function() return "v" end)
-      local ly = counted(function() sleep(0.001); return "vy" end)
+      local ly = counted(function() sleep(0); return "vy" end)
       c:get("k", { loader = l.loader, ttl = 0.05 })
       c:get("ky", { loader = ly.loader, ttl = 0.05 }) -- a loader that yields
       c:get("forever", { loader = l.loader })
@@ -947,7 +961,7 @@ describe("cache.AsyncCache", function()
       assert.is_false(c:contains("k"))
       assert.equal(0, c:get_metrics().size)
       -- A load started after the clear stores as usual.
-      assert.equal("after", c:get("k", function() sleep(0.001); return "after" end))
+      assert.equal("after", c:get("k", function() sleep(0); return "after" end))
       assert.is_true(c:contains("k"))
     end))
 
@@ -1004,17 +1018,20 @@ describe("cache.AsyncCache", function()
       assert.has_error(function() c:get("k") end, "the cache is closed")
     end)
 
-    it("releases the waiters of a running load with nil, err", in_run(function()
+    it("releases the waiters of a running load with nil, err", with_fake_clock(function(clock)
       local c = cache.AsyncCache()
       local finished = false
-      local results = spawn_all(3, function(i)
+      local r = go(spawn_all, 3, function(i)
         if i == 3 then sleep(0.005); c:close(); return "closed" end
         return c:get("k", function() sleep(0.03); finished = true; return "v" end)
       end)
+      clock:advance(0.005)
+      local results = r[1]
       for i = 1, 2 do
         assert.same({ nil, "the cache was closed while loading", n = 2 }, results[i])
       end
-      sleep(0.05) -- the loader ends on a closed cache without harm
+      assert.is_false(finished)
+      clock:advance(0.025) -- the loader ends on a closed cache without harm
       assert.is_true(finished)
     end))
   end)
@@ -1073,9 +1090,9 @@ describe("cache.AsyncCache", function()
     it("returns the count of loaded keys and a table of errors", in_run(function()
       local c = cache.AsyncCache()
       local loaded, errors = c:warmup{
-        good = function() sleep(0.001); return 1 end,
+        good = function() sleep(0); return 1 end,
         good2 = function() return 2 end,
-        raises = function() sleep(0.001); error("bad key", 0) end,
+        raises = function() sleep(0); error("bad key", 0) end,
         refuses = function() return nil, "not found" end,
         empty = function() return nil end,
       }
@@ -1116,7 +1133,7 @@ describe("cache.AsyncCache", function()
       assert.has_error(function()
         c:warmup{ k = function() called = true; return 1 end }
       end, "cache:warmup() " .. NOT_IN_TASK:gsub("^must wait,", "must wait for its loads,"))
-      run(function() sleep(0.001) end)
+      run(function() sleep(0) end)
       assert.is_false(called)
       assert.is_false(c:contains("k"))
     end)
@@ -1187,9 +1204,9 @@ describe("cache.AsyncCache: misuse and odd loaders get clear answers", function(
     it("is refused after the loader has yielded too, and through another key's load", in_run(function()
       local c = cache.AsyncCache()
       local v, err = c:get("a", function()
-        sleep(0.001)
+        sleep(0)
         return c:get("b", function()
-          sleep(0.001)
+          sleep(0)
           return c:get("a", function() return "never called" end)
         end)
       end)
@@ -1200,7 +1217,7 @@ describe("cache.AsyncCache: misuse and odd loaders get clear answers", function(
 
     it("does not refuse ordinary concurrent callers of one key", in_run(function()
       local c = cache.AsyncCache()
-      local l = counted(function() sleep(0.005); return "v" end)
+      local l = counted(function() sleep(0); return "v" end)
       local r = spawn_all(10, function() return c:get("k", l.loader) end)
       assert.equal(1, l.calls)
       for i = 1, 10 do assert.same({ n = 1, "v" }, r[i]) end
@@ -1254,7 +1271,7 @@ describe("cache.AsyncCache: misuse and odd loaders get clear answers", function(
       local c = cache.AsyncCache()
       assert.same({ n = 2, nil, "loader raised nil" }, pack(c:get("a", function() error(nil) end)))
       local r = spawn_all(3, function()
-        return c:get("b", function() sleep(0.001); error(nil) end)
+        return c:get("b", function() sleep(0); error(nil) end)
       end)
       for i = 1, 3 do assert.same({ n = 2, nil, "loader raised nil" }, r[i]) end
       assert.equal(0, c:get_metrics().size)

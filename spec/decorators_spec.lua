@@ -5,9 +5,11 @@
 --
 -- Every test that needs the loop drives it itself with runtime.run (not
 -- busted's async).  Concurrency is ordered with events and sleep(0) (one
--- pass of the scheduler); real sleeps only step past a TTL with a margin of
--- tens of milliseconds.  No test asserts a duration, and every test waits
--- for the calls it starts.
+-- pass of the scheduler: a function that sleeps 0 suspends until the
+-- callers spawned with it have joined); real sleeps only step past a TTL
+-- with a margin of tens of milliseconds (the store's TTL clock is not the
+-- scheduler's yet).  No test asserts a duration, and every test waits for
+-- the calls it starts.
 local cache = require "cache"
 local runtime = require "cache.runtime"
 local h = require "helpers"
@@ -82,14 +84,14 @@ describe("cache.AsyncLRU", function()
       assert.equal(2, s.calls)
       assert.equal(0, f:get_metrics().size)
       -- Concurrent equal calls still share the one call that returned nil.
-      local g, t = lru(nil, function() sleep(0.001); return nil end)
+      local g, t = lru(nil, function() sleep(0); return nil end)
       local r = h.spawn_all(5, function() return g("k") end)
       assert.equal(1, t.calls)
       for i = 1, 5 do assert.same({ n = 1 }, r[i]) end
     end))
 
     it("gives every result of a function that yields before returning", in_run(function()
-      local f, s = lru(nil, function(a) sleep(0.001); return a, nil, a * 2, nil end)
+      local f, s = lru(nil, function(a) sleep(0); return a, nil, a * 2, nil end)
       assert.same({ n = 4, 3, nil, 6, nil }, pack(f(3)))
       assert.same({ n = 4, 3, nil, 6, nil }, pack(f(3)))
       assert.equal(1, s.calls)
@@ -108,14 +110,14 @@ describe("cache.AsyncLRU", function()
       local f = lru(nil, function() error(e) end)
       assert.equal(e, error_of(f, 1))
       -- after a yield too
-      local g = lru(nil, function() sleep(0.001); error(e) end)
+      local g = lru(nil, function() sleep(0); error(e) end)
       assert.equal(e, error_of(g, 1))
     end))
 
     it("raises the error to every concurrent caller that joined the call", in_run(function()
       local e = { code = 500 }
       local f, s = lru(nil, function(kind)
-        sleep(0.01)
+        sleep(0)
         if kind == "table" then error(e) end
         error("db down")
       end)
@@ -136,7 +138,7 @@ describe("cache.AsyncLRU", function()
     end))
 
     it("runs the function once for 1,000 concurrent equal calls", in_run(function()
-      local f, s = lru(nil, function(k) sleep(0.02); return k .. "!", 2 end)
+      local f, s = lru(nil, function(k) sleep(0); return k .. "!", 2 end)
       local r = spawn_all(1000, function() return f("hot") end)
       assert.equal(1, s.calls)
       for i = 1, 1000 do assert.same({ n = 2, "hot!", 2 }, r[i]) end
@@ -148,7 +150,7 @@ describe("cache.AsyncLRU", function()
     end))
 
     it("runs the function once per distinct arguments among concurrent calls", in_run(function()
-      local f, s = lru(nil, function(k) sleep(0.01); return k * 10 end)
+      local f, s = lru(nil, function(k) sleep(0); return k * 10 end)
       local r = spawn_all(30, function(i) return f(i % 3) end)
       assert.equal(3, s.calls)
       for i = 1, 30 do assert.equal((i % 3) * 10, r[i][1]) end
@@ -488,7 +490,7 @@ describe("cache.AsyncLRU", function()
 
     it("works with a function that yields", in_run(function()
       local n = 0
-      local f = lru(nil, function() sleep(0.001); n = n + 1; return n end)
+      local f = lru(nil, function() sleep(0); n = n + 1; return n end)
       assert.equal(1, f())
       assert.equal(2, f:bypass())
       assert.equal(2, f())
@@ -603,7 +605,7 @@ describe("cache.AsyncTTL", function()
   end
 
   it("caches results like AsyncLRU, for concurrent calls too", in_run(function()
-    local f, s = ttl({ time_to_live = 60 }, function(a, b) sleep(0.01); return a, b, nil end)
+    local f, s = ttl({ time_to_live = 60 }, function(a, b) sleep(0); return a, b, nil end)
     local r = spawn_all(50, function() return f(1, { x = 1 }) end)
     assert.equal(1, s.calls)
     for i = 1, 50 do
@@ -776,7 +778,7 @@ describe("cache.AsyncLRUInvalidator / AsyncTTLInvalidator", function()
 
   it("returns every result of the mutation, nils included", in_run(function()
     local _, get_user = users()
-    local m = cache.AsyncLRUInvalidator(get_user)(function(id) sleep(0.001); return nil, id, nil end)
+    local m = cache.AsyncLRUInvalidator(get_user)(function(id) sleep(0); return nil, id, nil end)
     assert.same({ n = 3, nil, 7, nil }, pack(m(7)))
   end))
 
@@ -1096,7 +1098,7 @@ describe("a decorated function calling itself", function()
 
   it("after yielding, with the same arguments, raises too", in_run(function()
     local f
-    f = cache.AsyncTTL{ time_to_live = 60 }(function(n) sleep(0.001); return f(n) end)
+    f = cache.AsyncTTL{ time_to_live = 60 }(function(n) sleep(0); return f(n) end)
     assert.matches("^recursive call of a decorated function", h.error_of(f, 1))
   end))
 

@@ -18,6 +18,38 @@ function h.in_run(fn)
   return function() return run(fn) end
 end
 
+-- it("...", h.with_fake_clock(function(clock) ... end)): the test body
+-- runs as a task with the fake clock on (runtime.fake_clock(0): time starts
+-- at 0); the clock is closed when the test ends, however it ends.  The
+-- body is the clock: it starts the work under test in other tasks
+-- (h.go), then moves time with clock:advance and looks at the outcome
+-- (one task advances at a time).
+function h.with_fake_clock(fn)
+  return function()
+    local clock <close> = runtime.fake_clock(0)
+    return run(fn, clock)
+  end
+end
+
+-- Spawns fn(...) and returns a table that gets its outcome once it
+-- returns: r.done is then true and r[1..r.n] are its results; a raising
+-- fn gives r.ok = false and r.err.
+function h.go(fn, ...)
+  local r = { done = false }
+  local args = pack(...)
+  spawn(function()
+    local res = pack(pcall(fn, unpack(args, 1, args.n)))
+    if res[1] then
+      for i = 2, res.n do r[i - 1] = res[i] end
+      r.n, r.ok = res.n - 1, true
+    else
+      r.ok, r.err = false, res[2]
+    end
+    r.done = true
+  end)
+  return r
+end
+
 -- A function that counts its calls and records their arguments: returns
 -- stats with stats.fn (the same function as stats.loader, the name used
 -- where it is a cache loader), stats.calls, stats.keys[i] (the first

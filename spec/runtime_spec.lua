@@ -1,8 +1,10 @@
 -- Specs of cache.runtime: coroutines on the libuv loop.
 --
 -- Every test drives the loop itself with runtime.run (not busted's async).
--- Timing is only ever used to order events (a task sleeping 0.01 s wakes
--- before one sleeping 0.05 s); no test asserts a duration.
+-- Order is set with events and sleep(0) (which resumes the caller after
+-- every task already queued); sleeps of a given length run on the fake
+-- clock (h.with_fake_clock), except the few tests of the real clock itself
+-- (now across a real sleep, timers armed after CPU work).
 local runtime = require "cache.runtime"
 
 local run, spawn, sleep = runtime.run, runtime.spawn, runtime.sleep
@@ -36,7 +38,7 @@ describe("cache.runtime", function()
 
     it("re-raises an error of fn raised after it waited", function()
       assert.has_error(function()
-        run(function() sleep(0.001); error("late boom") end)
+        run(function() sleep(0); error("late boom") end)
       end, "late boom")
     end)
 
@@ -73,10 +75,21 @@ describe("cache.runtime", function()
         assert.equal("b", y)
         assert.is_false(other_ran)
         -- fn called in place may still wait like any task.
-        local v = run(function() sleep(0.001); return "waited" end)
+        local v = run(function() sleep(0); return "waited" end)
         assert.equal("waited", v)
         assert.is_true(other_ran)
       end)
+    end)
+
+    it("never resumes the function it gave up on, even when its wait ends later", function()
+      local ev = runtime.event()
+      local resumed = false
+      assert.is_false(pcall(run, function() ev:wait(); resumed = true end))
+      collectgarbage()
+      collectgarbage()
+      ev:set() -- wakes the task run gave up on: it is let go, not resumed
+      run(function() sleep(0) end)
+      assert.is_false(resumed)
     end)
 
     it("re-raises the error of fn called in place", function()
@@ -100,7 +113,7 @@ describe("cache.runtime", function()
       assert.matches("in method 'wait'", err, 1, true)
       assert.matches("runtime_spec.lua:%d+:", err)
       -- The runtime is still usable afterwards.
-      assert.equal("still fine", run(function() sleep(0.001); return "still fine" end))
+      assert.equal("still fine", run(function() sleep(0); return "still fine" end))
     end)
 
     it("refuses to drive the loop from a plain coroutine inside a task", function()
@@ -197,30 +210,28 @@ describe("cache.runtime", function()
   end)
 
   describe(".sleep()", function()
-    it("suspends only the caller: other tasks progress meanwhile", function()
-      run(function()
-        local ticks = 0
-        spawn(function()
-          for _ = 1, 5 do ticks = ticks + 1; coroutine.yield() end
-        end)
-        sleep(0.02)
-        assert.equal(5, ticks)
+    it("suspends only the caller: other tasks progress meanwhile", h.with_fake_clock(function(clock)
+      local ticks, woke = 0, nil
+      spawn(function()
+        for _ = 1, 5 do ticks = ticks + 1; coroutine.yield() end
       end)
-    end)
+      local sleeper = h.go(function() sleep(0.02); woke = ticks end)
+      clock:advance(0.02)
+      assert.is_true(sleeper.done)
+      assert.equal(5, woke)
+    end))
 
-    it("wakes the sleepers in the order of their wake-up times", function()
-      run(function()
-        local order = {}
-        local function sleeper(name, secs)
-          spawn(function() sleep(secs); order[#order + 1] = name end)
-        end
-        sleeper("slow", 0.09)
-        sleeper("fast", 0.01)
-        sleeper("medium", 0.05)
-        sleep(0.15)
-        assert.same({ "fast", "medium", "slow" }, order)
-      end)
-    end)
+    it("wakes the sleepers in the order of their wake-up times", h.with_fake_clock(function(clock)
+      local order = {}
+      local function sleeper(name, secs)
+        spawn(function() sleep(secs); order[#order + 1] = name end)
+      end
+      sleeper("slow", 0.09)
+      sleeper("fast", 0.01)
+      sleeper("medium", 0.05)
+      clock:advance(0.15)
+      assert.same({ "fast", "medium", "slow" }, order)
+    end))
 
     it("sleep(0) yields: the tasks already queued run first", function()
       run(function()
@@ -232,12 +243,12 @@ describe("cache.runtime", function()
       end)
     end)
 
-    it("returns nothing", function()
-      run(function()
-        assert.equal(0, select("#", sleep(0)))
-        assert.equal(0, select("#", sleep(0.001)))
-      end)
-    end)
+    it("returns nothing", h.with_fake_clock(function(clock)
+      assert.equal(0, select("#", sleep(0)))
+      local r = h.go(sleep, 0.001)
+      clock:advance(0.001)
+      assert.same({ done = true, ok = true, n = 0 }, r)
+    end))
 
     it("raises on a negative, NaN or non-number argument", function()
       run(function()
@@ -294,6 +305,158 @@ describe("cache.runtime", function()
     end)
   end)
 
+  describe(".fake_clock()", function()
+    local with_fake_clock, go = h.with_fake_clock, h.go
+
+    it("gives a time that only clock:advance() moves", with_fake_clock(function(clock)
+      assert.equal(0, clock:now())
+      assert.equal(0, runtime.now())
+      sleep(0)
+      assert.equal(0, runtime.now())
+      clock:advance(1.5)
+      assert.equal(1.5, clock:now())
+      assert.equal(1.5, runtime.now())
+      clock:advance(0.1); clock:advance(0.1); clock:advance(0.1)
+      assert.equal(1.8, clock:now()) -- whole nanoseconds: no 1.8000000000000003
+    end))
+
+    it("starts at the time given, by default at runtime.now()", function()
+      local before = runtime.now()
+      local clock <close> = runtime.fake_clock()
+      assert.is_true(clock:now() >= before)
+      local at = clock:now()
+      assert.equal(at, runtime.now())
+      clock:close()
+      local other <close> = runtime.fake_clock(42)
+      assert.equal(42, runtime.now())
+    end)
+
+    it("wakes a sleeper when its time comes, not before", with_fake_clock(function(clock)
+      local woke = go(function() sleep(10); return runtime.now() end)
+      clock:advance(9.999)
+      assert.is_false(woke.done)
+      clock:advance(0.001)
+      assert.is_true(woke.done) -- advance returned after the woken task ran
+      assert.equal(10, woke[1])  -- and it woke at its deadline
+    end))
+
+    it("wakes sleepers in the order of their wake-up times, ties in start order",
+      with_fake_clock(function(clock)
+        local order = {}
+        local function sleeper(name, secs)
+          spawn(function() sleep(secs); order[#order + 1] = name end)
+        end
+        sleeper("slow", 0.09)
+        sleeper("fast", 0.01)
+        sleeper("medium", 0.05)
+        sleeper("medium too", 0.05)
+        clock:advance(0.15)
+        assert.same({ "fast", "medium", "medium too", "slow" }, order)
+      end))
+
+    it("lets the tasks each instant wakes run before time moves on", with_fake_clock(function(clock)
+      local times = {}
+      spawn(function()
+        for _ = 1, 3 do sleep(1); times[#times + 1] = runtime.now() end
+      end)
+      -- The first sleep starts at 0 (ready tasks run before time moves),
+      -- each later one when the previous woke.
+      clock:advance(10)
+      assert.same({ 1, 2, 3 }, times)
+      assert.equal(10, clock:now())
+    end))
+
+    it("keeps a load_timeout on fake time", with_fake_clock(function(clock)
+      local c = require("cache").AsyncCache{ load_timeout = 5 }
+      local r = go(function() return c:get("k", function() sleep(60); return "late" end) end)
+      clock:advance(4.9)
+      assert.is_false(r.done)
+      clock:advance(0.1)
+      assert.same({ nil, "load timed out after 5 seconds" }, { r[1], r[2] })
+      clock:advance(55) -- the loader ends; its late result is not stored
+      assert.is_false(c:contains("k"))
+    end))
+
+    it("fires a timer due now without an advance (batch_window_ms = 0)", with_fake_clock(function()
+      local calls = 0
+      local c = require("cache").AsyncCache{ batch_window_ms = 0, batch_loader = function(keys)
+        calls = calls + 1
+        local r = {}
+        for _, k in ipairs(keys) do r[k] = k .. "!" end
+        return r
+      end }
+      assert.equal("a!", c:get("a"))
+      assert.equal(1, calls)
+      assert.equal(0, runtime.now())
+    end))
+
+    it("makes runtime.run report a wait on it that nobody advances", function()
+      local clock <close> = runtime.fake_clock(0)
+      local ok, err = pcall(run, function() sleep(1) end)
+      assert.is_false(ok)
+      assert.equal("runtime.run: the function is waiting for something that can never "
+        .. "happen (no task is ready, no timer or I/O is pending); 1 timer(s) wait on the "
+        .. "fake clock, which only clock:advance() moves", err:match("^[^\n]*"))
+    end)
+
+    it("once closed, gives sleepers still waiting the time they had left on the real clock", function()
+      local woke = runtime.event()
+      do
+        local clock <close> = runtime.fake_clock(0)
+        run(function()
+          spawn(function() sleep(0.02); woke:set(runtime.now()) end)
+          clock:advance(0.01)
+        end)
+      end
+      local t0 = runtime.now()
+      local t = run(function() return woke:wait() end)
+      assert.is_true(t >= t0)
+      assert.is_true(t - t0 < 5) -- the real clock again
+    end)
+
+    it("allows one at a time, and one advancing task at a time", with_fake_clock(function(clock)
+      assert.has_error(function() runtime.fake_clock() end,
+        "runtime.fake_clock(): the fake clock is already on (close the clock first)")
+      local done = runtime.event()
+      spawn(function() clock:advance(1); done:set() end)
+      sleep(0) -- the other task is now advancing, waiting for this one
+      assert.has_error(function() clock:advance(1) end,
+        "clock:advance(): another task is advancing the clock")
+      done:wait()
+      assert.equal(1, clock:now())
+      clock:advance(1)
+      assert.equal(2, clock:now())
+    end))
+
+    it("advance() must run in a task and takes a non-negative number", function()
+      local clock <close> = runtime.fake_clock(0)
+      assert.has_error(function() clock:advance(1) end, "clock:advance() " .. NOT_IN_TASK)
+      run(function()
+        assert.has_error(function() clock:advance(-1) end,
+          "bad argument #1 to 'advance' (seconds must be a non-negative finite number)")
+        assert.has_error(function() clock:advance(math.huge) end,
+          "bad argument #1 to 'advance' (seconds must be a non-negative finite number)")
+        assert.has_error(function() clock:advance("soon") end,
+          "bad argument #1 to 'advance' (seconds must be a non-negative finite number)")
+      end)
+      assert.has_error(function() runtime.fake_clock(0) end,
+        "runtime.fake_clock(): the fake clock is already on (close the clock first)")
+    end)
+
+    it("a closed clock refuses advance and now; close twice is fine", function()
+      local before = runtime.now()
+      local clock = runtime.fake_clock(0)
+      clock:close()
+      clock:close()
+      assert.matches("closed", tostring(clock))
+      assert.has_error(function() clock:now() end, "clock:now(): the clock is closed")
+      run(function()
+        assert.has_error(function() clock:advance(1) end, "clock:advance(): the clock is closed")
+      end)
+      assert.is_true(runtime.now() >= before) -- real time again, not 0
+    end)
+  end)
+
   describe(".set_error_hook()", function()
     after_each(function() runtime.set_error_hook(nil) end)
 
@@ -304,8 +467,9 @@ describe("cache.runtime", function()
       end)
       run(function()
         spawn(function() error("spawned boom") end)
-        spawn(function() sleep(0.001); error("boom after a wait", 0) end)
-        sleep(0.02)
+        spawn(function() sleep(0); error("boom after a wait", 0) end)
+        sleep(0)
+        sleep(0) -- the second one has raised by now
       end)
       assert.equal(2, #got)
       assert.matches("spawned boom", got[1].err, 1, true)
@@ -332,7 +496,7 @@ describe("cache.runtime", function()
       runtime.set_error_hook(function() end)
       local v = run(function()
         spawn(function() error("ignored") end)
-        sleep(0.001)
+        sleep(0)
         return "done"
       end)
       assert.equal("done", v)
@@ -362,7 +526,7 @@ describe("cache.runtime", function()
         assert.is_false(ev:is_set())
         local got
         spawn(function() got = table.pack(ev:wait()) end)
-        sleep(0.001)
+        sleep(0)
         assert.is_nil(got)
         ev:set("a", nil, 3)
         assert.is_true(ev:is_set())
@@ -420,7 +584,7 @@ describe("cache.runtime", function()
             order[#order + 1] = i
           end)
         end
-        sleep(0.001)
+        sleep(0)
         assert.equal(0, #order)
         local shared = {}
         ev:set(shared, "second")
@@ -441,19 +605,20 @@ describe("cache.runtime", function()
   end)
 
   describe(".gather()", function()
-    it("returns one packed result table per function, in order", function()
-      run(function()
-        local res = runtime.gather(
-          function() sleep(0.03); return "slow" end,
-          function() return 1, nil, 3 end,
-          function() sleep(0.01) end)
-        assert.same({
-          { "slow", n = 1 },
-          { 1, nil, 3, n = 3 },
-          { n = 0 },
-        }, res)
-      end)
-    end)
+    it("returns one packed result table per function, in order", h.with_fake_clock(function(clock)
+      local finished = {}
+      local r = h.go(runtime.gather,
+        function() sleep(0.03); finished[#finished + 1] = 1; return "slow" end,
+        function() finished[#finished + 1] = 2; return 1, nil, 3 end,
+        function() sleep(0.01); finished[#finished + 1] = 3 end)
+      clock:advance(0.03)
+      assert.same({ 2, 3, 1 }, finished) -- not the order of the results
+      assert.same({
+        { "slow", n = 1 },
+        { 1, nil, 3, n = 3 },
+        { n = 0 },
+      }, r[1])
+    end))
 
     it("runs the functions concurrently", function()
       run(function()
@@ -471,7 +636,7 @@ describe("cache.runtime", function()
         local res = runtime.gather(
           function() return "fine" end,
           function() error("gather boom", 0) end,
-          function() sleep(0.001); error("late boom") end)
+          function() sleep(0); error("late boom") end)
         assert.same({ "fine", n = 1 }, res[1])
         assert.is_false(res[2].ok)
         assert.equal("gather boom", res[2].err)
@@ -498,7 +663,7 @@ describe("cache.runtime", function()
       assert.matches("runtime.run(fn) or runtime.spawn(fn)", err, 1, true)
       -- Nothing may have been spawned: it would run, unasked, inside the
       -- next runtime.run.
-      run(function() sleep(0.001) end)
+      run(function() sleep(0) end)
       assert.equal(0, ran)
     end)
   end)

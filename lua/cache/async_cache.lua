@@ -34,7 +34,7 @@ end
 local ASYNC_CACHE_OPTIONS = { maxsize = true, default_ttl = true, load_timeout = true,
                               remote_cache = true, backup = true, batch_loader = true,
                               batch_window_ms = true, max_batch_size = true,
-                              batch_result = true }
+                              batch_result = true, sweep_interval = true }
 local DEFAULT_BATCH_WINDOW_MS = 5
 local DEFAULT_MAX_BATCH_SIZE = 100
 
@@ -52,6 +52,9 @@ local DEFAULT_MAX_BATCH_SIZE = 100
 -- opts.batch_window_ms  how long a batch collects keys (5; 0: until the end
 --                    of the current pass of the scheduler)
 -- opts.max_batch_size   a batch is dispatched when it holds this many keys (100)
+-- opts.sweep_interval  seconds between slices of active expiry (0.1); a
+--                    slice runs at most 1 ms, and again at once while it
+--                    finds mostly expired entries
 -- opts.batch_result  how to read the loader's result: "map" ({ [key] = v }),
 --                    "array" (values in key order) or "auto" (the default:
 --                    told from its shape; with integer keys, when the shape
@@ -100,6 +103,7 @@ function _M.check(opts, level)
   elseif max_batch > 0x7fffffff then
     error("opts.max_batch_size must be at most 2147483647, got " .. describe(max_batch), level)
   end
+  local sweep = check_positive(opts, "sweep_interval", level)
   local form = opts.batch_result
   if form ~= nil and form ~= "auto" and form ~= "map" and form ~= "array" then
     error('opts.batch_result must be "auto", "map" or "array", got ' .. describe(form), level)
@@ -108,6 +112,7 @@ function _M.check(opts, level)
     maxsize = math.tointeger(maxsize), default_ttl = default_ttl or huge,
     load_timeout = load_timeout, batch_loader = batch_loader, batch_window_ms = window,
     max_batch_size = math.tointeger(max_batch), batch_result = form,
+    sweep_interval = sweep,
   }
 end
 

@@ -6,7 +6,7 @@
  *   ac_store.h   the bounded store: keys to slots, with TTL
  *   ac_policy.h  eviction policies behind the store (LRU)
  *   ac_flight.h  single-flight load coalescing
- *   ac_sched.h   the libuv loop and the ready queue
+ *   ac_sched.h   the libuv loop, the ready queue and the runtime's clock
  *   ac_timer.h   timers that count from now
  *   ac_cache.h   the cache: store + single-flight loads + batches + backend
  *   ac_backend.h the interface of a second-level backend */

@@ -142,7 +142,8 @@ typedef struct {
   ac_backend_t *backend;  /* optional second level; the cache does not own it */
   ac_cache_ops_t ops;
   void *ud;
-  ac_clock_fn clock;      /* TTL clock; NULL: the coarse monotonic clock */
+  ac_clock_fn clock;      /* TTL clock; NULL: the scheduler's (ac_sched_now:
+                             the coarse monotonic clock, or a fake one) */
   double sweep_interval;  /* seconds between expiry slices (0: 0.1) */
 } ac_cache_options_t;
 

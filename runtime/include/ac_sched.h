@@ -8,7 +8,11 @@
  * polls without blocking.
  *
  * The loop is either the scheduler's own or one the host owns and keeps
- * running; the scheduler only adds handles to it. */
+ * running; the scheduler only adds handles to it.
+ *
+ * The scheduler also owns the runtime's clock (ac_sched_now): the coarse
+ * monotonic clock, or, in test mode, a fake clock that only
+ * ac_sched_advance moves; see "The clock" below. */
 #ifndef AC_SCHED_H
 #define AC_SCHED_H
 
@@ -62,5 +66,61 @@ AC_EXPORT int ac_sched_step(ac_sched_t *s);
 /* One blocking pass (waits for I/O or a timer when nothing is ready).
  * Returns like ac_sched_step. */
 AC_EXPORT int ac_sched_once(ac_sched_t *s);
+
+/* ---- The clock ----------------------------------------------------------
+ *
+ * Now, in seconds: ac_clock_now() (coarse monotonic) by default; with the
+ * fake clock on, a value that only ac_sched_advance moves.
+ *
+ * Fake clock (for tests).  While it is on, every ac_timer_t started on
+ * this scheduler (ac_timer.h) is a fake timer: libuv never sees it; the
+ * scheduler keeps it, sorted by deadline (ties in start order), and only
+ * ac_sched_advance fires it.  Fake time counts whole nanoseconds: seconds
+ * given to a timer or to advance are rounded to the nearest one, so a
+ * timer of x seconds fires on an advance of x seconds, however the
+ * advance is split (0.1 three times reaches a 0.3 s timer).
+ *
+ * A fake timer due later does not keep the loop alive: with only such
+ * timers armed, ac_sched_run returns, ac_sched_step and ac_sched_once
+ * report idle (0), and the binding's runtime.run reports that its
+ * function waits for something that can never happen.  That is the truth:
+ * nothing inside an idle loop can call ac_sched_advance, so only the
+ * caller (a host between steps, or a task that advances) can move the
+ * clock on.  A fake timer due now (started for 0 seconds, as a batch
+ * window of 0 is) fires on the loop's next turn without an advance, before
+ * the ready tasks run, as a 0 ms libuv timer would.
+ *
+ * Timers started before the fake clock went on stay on libuv's clock.
+ * Turning it off puts every fake timer still armed on libuv's clock with
+ * the time it had left, keeping its repeat. */
+AC_EXPORT double ac_sched_now(const ac_sched_t *s);
+/* Turns the fake clock on, now = start.  Returns 0, AC_EINVAL when start
+ * is not finite, AC_EBUSY when it is already on. */
+AC_EXPORT int ac_sched_set_fake_clock(ac_sched_t *s, double start);
+/* Back to the monotonic clock (no-op when it is not on).  Returns 0, or
+ * AC_EBUSY when called from a timer that ac_sched_advance fires. */
+AC_EXPORT int ac_sched_set_real_clock(ac_sched_t *s);
+AC_EXPORT int ac_sched_clock_is_fake(const ac_sched_t *s);
+/* Moves the fake clock `seconds` forward.  Every fake timer due by then
+ * fires, in deadline order (ties in start order), with now set to its
+ * deadline while its callback runs; a repeating timer is re-armed before
+ * its callback (which may stop or free it) and fires once per period it
+ * crosses; a timer started from a callback fires in the same advance if
+ * it comes due within it.  Leaves now at the old now + seconds.  Timer
+ * callbacks run inside this call, ready tasks do not: what the callbacks
+ * post runs on the next pass of the loop.  Returns the number of timers
+ * fired, AC_EINVAL when the fake clock is off or seconds is negative, NaN
+ * or infinite, AC_EBUSY when called from a callback it fires. */
+AC_EXPORT int ac_sched_advance(ac_sched_t *s, double seconds);
+/* Like ac_sched_advance, but stops at the first deadline on the way: fires
+ * the timers due at that instant only, leaves now there and sets *rest
+ * (may be NULL) to the seconds still to go.  With no timer due within
+ * `seconds`, moves the whole way (*rest = 0) and returns 0.  Lets a caller
+ * run the tasks each instant wakes before time moves on, as they would on
+ * the real clock (the binding's clock:advance does). */
+AC_EXPORT int ac_sched_advance_step(ac_sched_t *s, double seconds,
+                                    double *rest);
+/* How many fake timers are armed. */
+AC_EXPORT size_t ac_sched_fake_timers(const ac_sched_t *s);
 
 #endif

@@ -12,7 +12,13 @@
  * A timer is allocated here and freed with ac_timer_free, which may be
  * called from its own callback; its memory goes back after libuv has
  * closed the handle, so the loop must run (or the scheduler be freed) for
- * that to happen. */
+ * that to happen.
+ *
+ * While the scheduler's fake clock is on (ac_sched_set_fake_clock), a
+ * timer started is kept by the scheduler instead of libuv and fires only
+ * from ac_sched_advance, to the nanosecond (no rounding to milliseconds);
+ * it does not keep the loop alive.  A timer follows the clock that was on
+ * when it was started; see ac_sched.h. */
 #ifndef AC_TIMER_H
 #define AC_TIMER_H
 
@@ -34,7 +40,7 @@ AC_EXPORT void ac_timer_free(ac_timer_t *t);
 AC_EXPORT int ac_timer_start(ac_timer_t *t, double seconds, double repeat);
 AC_EXPORT void ac_timer_stop(ac_timer_t *t);
 /* A timer that does not keep the loop alive (the expiry sweep): the loop
- * may end while it is armed. */
+ * may end while it is armed.  (Fake timers never keep it alive.) */
 AC_EXPORT void ac_timer_unref(ac_timer_t *t);
 AC_EXPORT int ac_timer_active(const ac_timer_t *t);
 AC_EXPORT void *ac_timer_data(const ac_timer_t *t);
