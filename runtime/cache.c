@@ -21,8 +21,9 @@
  * waiters, but its value is not stored and new callers do not find it.
  *
  * Invariants: a load is on `loads` exactly while its flight is open; each
- * load is finished exactly once by its owner (or by this file, for loads
- * of a batch that was never dispatched); every waiter callback runs once. */
+ * load is finished exactly once by its owner (a batch's loads by whoever
+ * handles its dispatch, a closed one included) and freed then, or with its
+ * batch; every waiter callback runs once. */
 #include <math.h>
 #include <string.h>
 
@@ -212,6 +213,7 @@ static ac_load_t *open_load(ac_cache_t *c, int tag, const void *key,
 int ac_cache_lead(ac_cache_t *c, int tag, const void *key, size_t len,
                   double ttl, ac_load_t **out) {
   if (c->closed) return AC_ECLOSED;
+  if (isnan(ttl) || ttl < 0) return AC_EINVAL;
   int err;
   ac_load_t *ld = open_load(c, tag, key, len, ttl, &err);
   if (ld == NULL) return err;
@@ -333,11 +335,13 @@ static void on_flight_waiter(ac_waiter_t *fw, ac_flight_t *f, int status) {
   w->cb(w, ac_flight_data(f), status);
 }
 
-void ac_load_join(ac_load_t *ld, ac_load_waiter_t *w) {
+int ac_load_join(ac_load_t *ld, ac_load_waiter_t *w) {
+  if (ld->flight == NULL) return AC_ECLOSED;
   w->flight_.cb = on_flight_waiter;
   w->flight_.data = w;
   ac_flight_join(ld->flight, &w->flight_);
   ld->joined++;
+  return 0;
 }
 
 /* ---- batches ---------------------------------------------------------------- */
@@ -426,6 +430,7 @@ static ac_batch_t *open_batch(ac_cache_t *c, const void *group, int *err) {
 int ac_cache_batch(ac_cache_t *c, const void *group, int tag, const void *key,
                    size_t len, double ttl, ac_load_t **out) {
   if (c->closed) return AC_ECLOSED;
+  if (c->ops.dispatch == NULL || isnan(ttl) || ttl < 0) return AC_EINVAL;
   int err;
   ac_batch_t *b = open_batch(c, group, &err);
   if (b == NULL) return err;

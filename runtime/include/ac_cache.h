@@ -73,8 +73,10 @@ typedef struct ac_load_waiter_s ac_load_waiter_t;
 /* A waiter's callback: runs exactly once, with the load's status (0, or
  * AC_ELOAD, AC_ETIMEDOUT, AC_ECANCELED, or a backend's code).  ld is valid
  * during the call only: read ac_load_slot(ld) (the stored value's slot, 0
- * when none) and ac_load_data(ld) there.  Waiters may call into the cache,
- * join or start other loads. */
+ * when none) and ac_load_data(ld) there.  A value that was not stored
+ * (the key was written meanwhile, the policy refused it) reaches waiters
+ * only through what the owner left in ac_load_data before finishing.
+ * Waiters may call into the cache, join or start other loads. */
 typedef void (*ac_load_cb)(ac_load_waiter_t *w, ac_load_t *ld, int status);
 
 /* Owned by the caller; must stay valid until its callback has run. */
@@ -186,7 +188,8 @@ AC_EXPORT ac_load_t *ac_cache_loading(ac_cache_t *c, int tag, const void *key,
 
 /* Opens a load for a key that has none (after AC_MISS).  ttl: seconds the
  * loaded value lives (0: the default; +inf: forever).  0 and *out, or
- * AC_EBUSY (a load is open), AC_ENOMEM, AC_ECLOSED. */
+ * AC_EBUSY (a load is open), AC_ENOMEM, AC_ECLOSED, AC_EINVAL (a negative
+ * or NaN ttl). */
 AC_EXPORT int ac_cache_lead(ac_cache_t *c, int tag, const void *key,
                             size_t len, double ttl, ac_load_t **out);
 /* Starts an opened load: AC_LEAD (run the loader now) or AC_JOIN (the
@@ -209,8 +212,9 @@ AC_EXPORT void ac_load_finish(ac_load_t *ld, int status, uint32_t slot);
  * has joined, as if it had never been: for a caller whose own setup
  * failed after opening it.  Frees the load. */
 AC_EXPORT void ac_load_abort(ac_load_t *ld);
-/* Waits for the load's outcome: w->cb runs once. */
-AC_EXPORT void ac_load_join(ac_load_t *ld, ac_load_waiter_t *w);
+/* Waits for the load's outcome: w->cb runs once.  0, or AC_ECLOSED (the
+ * load is no longer open: its outcome was given out already). */
+AC_EXPORT int ac_load_join(ac_load_t *ld, ac_load_waiter_t *w);
 
 /* The owner's bytes of a load (load_data_size of them, zeroed at first). */
 AC_EXPORT void *ac_load_data(ac_load_t *ld);
@@ -229,7 +233,8 @@ AC_EXPORT int ac_load_open(const ac_load_t *ld);
 /* Puts a missing key (AC_MISS) in the open batch of `group`, opening one
  * (its window starts now), and returns its load in *out, to join.  A full
  * batch becomes due at once.  0, AC_EBUSY (the key has a load: join it,
- * see ac_cache_get), AC_ENOMEM or AC_ECLOSED. */
+ * see ac_cache_get), AC_ENOMEM, AC_ECLOSED, or AC_EINVAL (no ops.dispatch,
+ * a negative or NaN ttl). */
 AC_EXPORT int ac_cache_batch(ac_cache_t *c, const void *group, int tag,
                              const void *key, size_t len, double ttl,
                              ac_load_t **out);
@@ -258,7 +263,8 @@ AC_EXPORT int64_t ac_cache_set(ac_cache_t *c, int tag, const void *key,
 /* After the caller has put the value of ac_cache_set's slot in place:
  * writes it to the backend (no-op without one). */
 AC_EXPORT void ac_cache_written(ac_cache_t *c, uint32_t slot);
-/* Removes a key (and makes a load of it stale).  0 or AC_ENOENT. */
+/* Removes a key (and makes a load of it stale).  0, AC_ENOENT, or
+ * AC_ECLOSED. */
 AC_EXPORT int ac_cache_delete(ac_cache_t *c, int tag, const void *key,
                               size_t len);
 /* Removes every entry and makes every load in progress stale. */
