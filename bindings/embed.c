@@ -75,7 +75,7 @@ ac_runtime_t *ac_runtime_new(const ac_runtime_options_t *opts, char *errbuf,
     ac_runtime_free(rt);
     return NULL;
   }
-  rt->ls = lsched_install(rt->L, rt->sched, 0);
+  rt->ls = ac__lsched_install(rt->L, rt->sched, 0);
   lua_newtable(rt->L);
   rt->scripts_ref = luaL_ref(rt->L, LUA_REGISTRYINDEX);
   lua_pushcfunction(rt->L, setup);
@@ -99,7 +99,7 @@ lua_State *ac_runtime_lua(ac_runtime_t *rt) { return rt->L; }
 uv_loop_t *ac_runtime_loop(ac_runtime_t *rt) { return ac_sched_loop(rt->sched); }
 
 static int spawn_protected(lua_State *L) {
-  lsched_spawn(L, TASK_SPAWN, lua_gettop(L) - 1);
+  ac__lsched_spawn(L, TASK_SPAWN, lua_gettop(L) - 1);
   return 0;
 }
 
@@ -110,7 +110,7 @@ int ac_runtime_spawn(ac_runtime_t *rt, int nargs) {
   lua_pushcfunction(L, spawn_protected);
   lua_insert(L, -(nargs + 2));
   if (lua_pcall(L, nargs + 1, 0, 0) != LUA_OK) {
-    lsched_report(rt->ls, L, NULL);
+    ac__lsched_report(rt->ls, L, NULL);
     return -1;
   }
   return 0;
@@ -120,7 +120,7 @@ int ac_runtime_spawn(ac_runtime_t *rt, int nargs) {
  * appends its thread to the list of scripts. */
 static int spawn_script(lua_State *L) {
   lua_insert(L, 1); /* scripts, chunk, args... */
-  ltask *t = lsched_spawn(L, TASK_SPAWN, lua_gettop(L) - 2);
+  ltask *t = ac__lsched_spawn(L, TASK_SPAWN, lua_gettop(L) - 2);
   lua_pushthread(t->co);
   lua_xmove(t->co, L, 1);
   lua_rawseti(L, 1, (lua_Integer)lua_rawlen(L, 1) + 1);
@@ -175,7 +175,7 @@ static int report_stuck_scripts(ac_runtime_t *rt) {
     if (co == NULL || lua_status(co) != LUA_YIELD) continue;
     stuck++;
     lua_pushliteral(L, LSCHED_NEVER_MSG("the script"));
-    lsched_report(rt->ls, L, co);
+    ac__lsched_report(rt->ls, L, co);
   }
   lua_pop(L, 1);
   lua_newtable(L); /* the scripts have ended, or never will */
@@ -190,4 +190,4 @@ int ac_runtime_run(ac_runtime_t *rt) {
 
 int ac_runtime_step(ac_runtime_t *rt) { return ac_sched_step(rt->sched); }
 
-unsigned ac_runtime_errors(ac_runtime_t *rt) { return lsched_error_count(rt->ls); }
+unsigned ac_runtime_errors(ac_runtime_t *rt) { return ac__lsched_error_count(rt->ls); }

@@ -1,6 +1,6 @@
 /* Canonical keys for argument lists (internal).
  *
- * Decorated functions are cached by their arguments.  largs_encode turns a
+ * Decorated functions are cached by their arguments.  ac__largs_encode turns a
  * range of stack values into bytes such that equal arguments give equal
  * bytes, by walking them (lwalk.h: sorted map keys, canonical numbers):
  *   nil 'N', false 'F', true 'T'
@@ -22,8 +22,8 @@
  * bytes, else in a box: a userdata owning a buffer from the core's
  * allocator, the state's shared one (kept in the registry, reused) or, if
  * that one is in use, a private one referenced from the registry.  No Lua
- * error leaks a box or a reference: largs_encode releases the box before
- * it raises, and between largs_encode and largs_done or largs_pin the
+ * error leaks a box or a reference: ac__largs_encode releases the box before
+ * it raises, and between ac__largs_encode and ac__largs_done or ac__largs_pin the
  * caller must call nothing that can raise. */
 #ifndef AC_LARGS_H
 #define AC_LARGS_H
@@ -44,20 +44,20 @@ typedef struct {
 } largs;
 
 /* Starts an empty key (pushes nothing). */
-void largs_init(lua_State *L, largs *k);
+void ac__largs_init(lua_State *L, largs *k);
 /* Releases the box the key grew into (keys over 256 bytes); k->p is
  * invalid afterwards.  Never raises. */
-void largs_done(largs *k);
+void ac__largs_done(largs *k);
 /* For a key used across a yield: moves a grown key to a userdata at the
  * top of the stack (pushes it, or nothing when the key never grew), so it
  * lives as long as the calling C frame; the box is released.  Needs two
  * free stack slots; may raise a memory error, leaking nothing. */
-void largs_pin(largs *k);
+void ac__largs_pin(largs *k);
 /* Encodes the values at first..last (absolute indices; an empty range is
  * a call without arguments).  Raises "cyclic table argument", "table
  * argument nested too deeply" (more than LWALK_MAX_DEPTH levels), "table
  * argument too large" or "not enough memory" as Lua errors, with the box
  * released. */
-void largs_encode(largs *k, int first, int last);
+void ac__largs_encode(largs *k, int first, int last);
 
 #endif

@@ -6,7 +6,7 @@
  * and runs loaders as Lua coroutines.  The core's callbacks (an entry
  * removed or renumbered, values to compact) may come from inside a method
  * or from the sweep timer: they use the runtime's own pass thread
- * (lsched_cbstate), which is always alive, never the caller's.  Shared by lua_cache.c (the
+ * (ac__lsched_cbstate), which is always alive, never the caller's.  Shared by lua_cache.c (the
  * "ac.cache" methods), lua_load.c (single-flight misses), lua_batch.c
  * (batch loaders), lua_many.c (get_many) and lua_memo.c (decorated
  * functions, which keep their results in a cache under argument keys). */
@@ -25,7 +25,7 @@ typedef struct lcache {
   lsched *ls;
   int values_ref;      /* registry: the values table, values[slot] */
   uint32_t values_cap; /* its array part holds slots 1..values_cap: storing
-                          there never allocates (see lcache_reserve) */
+                          there never allocates (see ac__lcache_reserve) */
   uint32_t maxsize;
   int batch_fn_ref;    /* the default batch loader, or LUA_NOREF */
   int batch_result;    /* BATCH_RESULT_*: how to read a batch loader's result */
@@ -74,87 +74,87 @@ typedef struct {
 
 /* The cache at idx (raises unless it is an open cache; fname names the
  * method in the message). */
-lcache *lcache_check(lua_State *L, int idx, const char *fname);
+lcache *ac__lcache_check(lua_State *L, int idx, const char *fname);
 /* Handles a miss (after ac_cache_get said AC_JOIN with `joining`, or
  * AC_MISS with NULL): joins the key's load, or starts one.  The cache must
  * be at stack index 1.  Returns what the calling C function returns (it
  * may yield). */
-int lcache_miss(lua_State *L, lcache *c, const lload_spec *spec,
+int ac__lcache_miss(lua_State *L, lcache *c, const lload_spec *spec,
                 ac_load_t *joining);
 /* Pushes the value in slot. */
-void lcache_push_value(lua_State *L, lcache *c, uint32_t slot);
+void ac__lcache_push_value(lua_State *L, lcache *c, uint32_t slot);
 /* Makes room in the values table for every slot the next store may hand
- * out, so that putting the value there cannot fail.  lcache_reserve
- * raises when out of memory; lcache_try_reserve returns 0 instead (for
+ * out, so that putting the value there cannot fail.  ac__lcache_reserve
+ * raises when out of memory; ac__lcache_try_reserve returns 0 instead (for
  * places that must not raise). */
-void lcache_reserve(lua_State *L, lcache *c);
-int lcache_try_reserve(lua_State *L, lcache *c);
+void ac__lcache_reserve(lua_State *L, lcache *c);
+int ac__lcache_try_reserve(lua_State *L, lcache *c);
 /* Sets values[slot] to the value at the top of the stack (popped). */
-void lcache_put_value(lua_State *L, lcache *c, uint32_t slot);
+void ac__lcache_put_value(lua_State *L, lcache *c, uint32_t slot);
 /* Stores the value at the top of the stack (popped) under a key (a write:
  * a load of the key in progress becomes stale).  Raises on failure. */
-void lcache_store(lua_State *L, lcache *c, int tag, const char *key,
+void ac__lcache_store(lua_State *L, lcache *c, int tag, const char *key,
                   size_t len, double ttl);
 /* Pushes the results of a LOAD_CALL from their packed table at idx;
  * returns how many. */
-int lcache_unpack(lua_State *L, int idx);
+int ac__lcache_unpack(lua_State *L, int idx);
 /* Packs the n values at the top (popped) into a table, pushed. */
-void lcache_pack(lua_State *L, int n);
+void ac__lcache_pack(lua_State *L, int n);
 
 /* Sets up the binding's part of a load the core opened. */
-void lload_init(ac_load_t *ld, lcache *c, int mode);
+void ac__lload_init(ac_load_t *ld, lcache *c, int mode);
 /* Parks the running task on a load; the calling C function returns
  * this.  The task resumes with the load's outcome (LOAD_GET: v or nil,
  * err; LOAD_CALL: the results, or the error raised). */
-int lload_wait(lua_State *L, ac_load_t *ld, int mode);
-/* The same for a task already parked (lsched_park) by the caller. */
-int lload_join(lua_State *L, ltask *t, ac_load_t *ld, int mode);
+int ac__lload_wait(lua_State *L, ac_load_t *ld, int mode);
+/* The same for a task already parked (ac__lsched_park) by the caller. */
+int ac__lload_join(lua_State *L, ltask *t, ac_load_t *ld, int mode);
 /* Finishes a load with its outcome at v (nout values: v, or nil and err):
  * stores v when `store` and the load may still store, hands the outcome
  * to the waiters, finishes the load (which frees it and its lload).
  * Leaves L's stack as it was. */
-void lload_settle(lua_State *L, ac_load_t *ld, int v, int nout, int failed,
+void ac__lload_settle(lua_State *L, ac_load_t *ld, int v, int nout, int failed,
                   int store);
 /* The outcome of a load that ended with status and no values (timeout,
  * close): an error result made once per load, with one reference for each
  * of its waiters (each waiter callback takes one). */
-lresult *lload_status_result(ac_load_t *ld, int status);
+lresult *ac__lload_status_result(ac_load_t *ld, int status);
 /* Would task t, joining the load ld, wait for itself?  True when ld's
  * loader is t, or waits (through other loads) for a load t runs. */
-int lload_waits_for(ac_load_t *ld, const ltask *t);
-/* The message given to a caller refused by lload_waits_for (pushed). */
-void lload_push_recursive(lua_State *L, int mode, int tag, const char *key,
+int ac__lload_waits_for(ac_load_t *ld, const ltask *t);
+/* The message given to a caller refused by ac__lload_waits_for (pushed). */
+void ac__lload_push_recursive(lua_State *L, int mode, int tag, const char *key,
                           size_t len);
 
 /* Batching (lua_batch.c): adds a missing key to the open batch of the
  * loader at spec->batch_fn and parks the caller on its load. */
-int lbatch_add(lua_State *L, lcache *c, const lload_spec *spec);
+int ac__lbatch_add(lua_State *L, lcache *c, const lload_spec *spec);
 /* Adds a missing key (no load yet) to the open batch of the loader at
  * spec->batch_fn (the key's Lua value at spec->first); returns its load,
  * for the caller to join.  Raises on memory error. */
-ac_load_t *lbatch_enqueue(lua_State *L, lcache *c, const lload_spec *spec);
+ac_load_t *ac__lbatch_enqueue(lua_State *L, lcache *c, const lload_spec *spec);
 /* The core's ops.dispatch: runs a due batch's loader. */
-void lbatch_dispatch(void *ud, ac_batch_t *b);
+void ac__lbatch_dispatch(void *ud, ac_batch_t *b);
 
 /* cache:get(key[, loader | opts]) (lua_cache.c). */
-int lcache_get(lua_State *L);
+int ac__lcache_get(lua_State *L);
 /* cache:warmup(loaders[, opts]) (lua_warmup.c). */
-int lcache_warmup(lua_State *L);
+int ac__lcache_warmup(lua_State *L);
 /* cache:get_many(keys[, opts]) (lua_many.c). */
-int lcache_get_many(lua_State *L);
+int ac__lcache_get_many(lua_State *L);
 /* Bytes of the binding's part of a batch (lua_batch.c). */
-size_t lbatch_data_size(void);
+size_t ac__lbatch_data_size(void);
 
 /* Options of the methods (lua_cache.c): opts.ttl of method `who` (a
  * positive number; math.huge: forever), a callable opts.<name>. */
-double lcache_check_ttl(lua_State *L, int idx, const char *who);
-void lcache_check_callable(lua_State *L, int idx, const char *who, const char *name);
-int lcache_is_callable(lua_State *L, int idx);
+double ac__lcache_check_ttl(lua_State *L, int idx, const char *who);
+void ac__lcache_check_callable(lua_State *L, int idx, const char *who, const char *name);
+int ac__lcache_is_callable(lua_State *L, int idx);
 
 /* Registers the "ac.cache" metatable and pushes the constructor
  * new_cache(opts). */
-void lcache_open(lua_State *L);
+void ac__lcache_open(lua_State *L);
 /* Registers "ac.memo" and pushes memoize(cache, fn, skip_args). */
-void lmemo_open(lua_State *L);
+void ac__lmemo_open(lua_State *L);
 
 #endif

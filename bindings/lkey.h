@@ -28,9 +28,9 @@ typedef struct {
 
 /* Converts the value at idx (an argument of method `fname`, after self);
  * on a bad key raises an argument error naming the method (e.g. "get"). */
-void lkey_check(lua_State *L, int idx, lkey *k, const char *fname);
+void ac__lkey_check(lua_State *L, int idx, lkey *k, const char *fname);
 /* Pushes the Lua value of a stored key. */
-void lkey_push(lua_State *L, int tag, const char *p, size_t len);
+void ac__lkey_push(lua_State *L, int tag, const char *p, size_t len);
 
 /* Is n a whole number in the int64 range? Then *i is it: keys and
  * argument keys store such floats as integers, so 1 == 1.0.  (2^63 is the
@@ -61,7 +61,7 @@ static inline int lkey_fast(lua_State *L, int idx, lkey *k) {
 }
 
 static inline void lkey_get(lua_State *L, int idx, lkey *k, const char *fname) {
-  if (!lkey_fast(L, idx, k)) lkey_check(L, idx, k, fname);
+  if (!lkey_fast(L, idx, k)) ac__lkey_check(L, idx, k, fname);
 }
 
 #endif

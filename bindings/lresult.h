@@ -23,17 +23,17 @@ struct lresult {
 
 /* A result without values and with refs references, or NULL when out of
  * memory. */
-lresult *lresult_new(lsched *ls, int refs);
+lresult *ac__lresult_new(lsched *ls, int refs);
 /* Pops n values from L into a new result (refs references).  Raises on
  * memory error. */
-lresult *lresult_from_stack(lua_State *L, int n, int refs);
+lresult *ac__lresult_from_stack(lua_State *L, int n, int refs);
 /* Drops one reference (r NULL: no-op); the last one frees r. */
-void lresult_release(lua_State *L, lresult *r);
-/* A static "not enough memory" outcome, for when lresult_new fails in a
+void ac__lresult_release(lua_State *L, lresult *r);
+/* A static "not enough memory" outcome, for when ac__lresult_new fails in a
  * place that cannot raise (a waiter's callback); releasing it is a no-op. */
-lresult *lresult_oom(void);
+lresult *ac__lresult_oom(void);
 /* Pushes the result's values; returns how many (0 when L's stack cannot
  * grow that far: nothing is raised, as L may be a suspended coroutine). */
-int lresult_push(lua_State *L, const lresult *r);
+int ac__lresult_push(lua_State *L, const lresult *r);
 
 #endif

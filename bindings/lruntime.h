@@ -11,14 +11,14 @@
 int luaopen_cache_runtime_core(lua_State *L);
 
 /* Registers the type "ac.event" (once per state). */
-void levent_register(lua_State *L);
+void ac__levent_register(lua_State *L);
 /* runtime.event(): a new unset event. */
-int levent_new(lua_State *L);
+int ac__levent_new(lua_State *L);
 
 /* Registers the type "ac.clock" (once per state). */
-void lclock_register(lua_State *L);
+void ac__lclock_register(lua_State *L);
 /* runtime.fake_clock([start]): turns the state's fake clock on and
  * returns the clock. */
-int lclock_fake(lua_State *L);
+int ac__lclock_fake(lua_State *L);
 
 #endif

@@ -3,7 +3,7 @@
  * else goes through the functions of lsched.h).
  *
  * One per lua_State, in a full userdata under a registry key, created by
- * lsched_install; its __gc is the teardown.  Nothing a libuv handle points
+ * ac__lsched_install; its __gc is the teardown.  Nothing a libuv handle points
  * to lives in Lua-collected memory: handles are allocated with the core's
  * allocator and freed in their close callbacks. */
 #ifndef AC_LSCHED_STATE_H
@@ -31,10 +31,10 @@ struct lsched {
   ltask *pool[LSCHED_POOL_MAX];
   int npool;
   unsigned errors;   /* reported without a hook */
-  lpending *pending; /* see lsched_hold */
+  lpending *pending; /* see ac__lsched_hold */
 };
 
 /* The function each pass of the ready queue runs (lua_task.c). */
-void lsched_pass(ac_sched_t *s, void *ud);
+void ac__lsched_pass(ac_sched_t *s, void *ud);
 
 #endif

@@ -42,42 +42,42 @@ struct ltask {
 /* Pops a function and its nargs arguments (pushed in that order) from L
  * into a new task of the given kind and queues it.  Raises on memory
  * error. */
-ltask *lsched_spawn(lua_State *L, int kind, int nargs);
+ltask *ac__lsched_spawn(lua_State *L, int kind, int nargs);
 /* A pooled thread for a loader, its stack empty and ready for a function. */
-ltask *lsched_loader(lsched *ls, lua_State *L);
+ltask *ac__lsched_loader(lsched *ls, lua_State *L);
 /* Resumes a loader task right now, from inside a C function running on L
  * (the loader's first run: a miss calls its loader without queueing).
  * Returns the lua_resume status; on LUA_YIELD the task carries on in the
  * background and its done callback will run when it finishes. */
-int lsched_start_loader(lsched *ls, lua_State *L, ltask *t, int nargs,
+int ac__lsched_start_loader(lsched *ls, lua_State *L, ltask *t, int nargs,
                         int *nres);
 /* After a loader task finished inline: returns its thread to the pool
  * (status LUA_OK) or drops it. */
-void lsched_release_loader(lsched *ls, ltask *t, int status);
+void ac__lsched_release_loader(lsched *ls, ltask *t, int status);
 /* Lets a task go: its thread and struct may be collected (using L's
  * stack).  It must not be queued or parked anywhere any more. */
-void lsched_forget(lsched *ls, lua_State *L, ltask *t);
+void ac__lsched_forget(lsched *ls, lua_State *L, ltask *t);
 
 /* The task running on L, or NULL when L is not a yieldable task. */
-ltask *lsched_task_of(lsched *ls, lua_State *L);
+ltask *ac__lsched_task_of(lsched *ls, lua_State *L);
 /* The task running on L; raises a Lua error saying how to fix it when L
  * cannot wait (not a task, or not yieldable).  `what` names the operation
  * in that message ("cache:get()"). */
-ltask *lsched_check_task(lua_State *L, const char *what);
-/* lsched_check_task, and marks the task parked. */
-ltask *lsched_park(lua_State *L, const char *what);
+ltask *ac__lsched_check_task(lua_State *L, const char *what);
+/* ac__lsched_check_task, and marks the task parked. */
+ltask *ac__lsched_park(lua_State *L, const char *what);
 /* Yields the parked task; the calling C function must `return` this. */
-int lsched_yield(lua_State *L);
+int ac__lsched_yield(lua_State *L);
 /* Could the coroutine running on L wait (is it a task, and yieldable)? */
-int lsched_can_wait(lua_State *L);
+int ac__lsched_can_wait(lua_State *L);
 /* Makes a parked task ready; res (may be NULL) is delivered to it and one
  * of its references is then the task's.  Safe from libuv callbacks: calls
  * no Lua API. */
-void lsched_wake(ltask *t, lresult *res);
+void ac__lsched_wake(ltask *t, lresult *res);
 
 /* Is a task (or an inline loader) running right now? */
-int lsched_in_task(lsched *ls);
+int ac__lsched_in_task(lsched *ls);
 /* The task being resumed right now (innermost), or NULL. */
-ltask *lsched_current(lsched *ls);
+ltask *ac__lsched_current(lsched *ls);
 
 #endif

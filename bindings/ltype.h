@@ -9,7 +9,7 @@
  * (also kept in its field "methods", where Lua modules add methods),
  * `meta` are set on it (__gc, __call, ...), and __name is `display`, the
  * name error messages use. Leaves the stack as it was. */
-void ltype_register(lua_State *L, const char *tname, const char *display,
+void ac__ltype_register(lua_State *L, const char *tname, const char *display,
                     const luaL_Reg *methods, const luaL_Reg *meta);
 
 /* Raises "bad argument #arg to 'fname' (msg)".  Unlike luaL_argerror it
@@ -17,33 +17,33 @@ void ltype_register(lua_State *L, const char *tname, const char *display,
  * method was called (c:get(...), pcall(c.get, c, ...), a stored
  * reference).  arg counts the arguments after self, as a method call
  * reads them. */
-int ltype_argerror(lua_State *L, const char *fname, int arg, const char *msg);
+int ac__ltype_argerror(lua_State *L, const char *fname, int arg, const char *msg);
 
 /* The userdata at idx when its metatable is `tname`; raises
  * "bad argument #1 to 'fname' (<display> expected, got <type>)" otherwise. */
-void *ltype_check_self(lua_State *L, int idx, const char *tname,
+void *ac__ltype_check_self(lua_State *L, int idx, const char *tname,
                        const char *fname);
 
 /* Pushes the value at idx as error messages show it: numbers as written
  * (NaN as "nan", whatever its sign bit), strings quoted with their type,
  * other values by type name.  Returns the pushed string. */
-const char *ltype_describe(lua_State *L, int idx);
+const char *ac__ltype_describe(lua_State *L, int idx);
 
 /* Checks the keys of the options table at idx against `allowed` (a NULL
  * terminated list); an unknown one raises "<who>: unknown option 'x'
  * (options: a, b, c)".  Reads the table raw: no metamethod runs. */
-void ltype_check_options(lua_State *L, int idx, const char *who,
+void ac__ltype_check_options(lua_State *L, int idx, const char *who,
                          const char *const allowed[]);
 
 /* Pushes the string s, or, when even that allocation fails, Lua's own
  * "not enough memory" message: never raises (for code that runs where an
  * error must not escape, such as settling a load).  Needs one free stack
  * slot. */
-void ltype_push_safe(lua_State *L, const char *s);
+void ac__ltype_push_safe(lua_State *L, const char *s);
 
 /* Calls fn(L) on the n values at the top of L (popped) under lua_pcall;
  * returns its status, leaving the error object on failure (nothing on
  * success; fn returns no results). */
-int ltype_protect(lua_State *L, lua_CFunction fn, int n);
+int ac__ltype_protect(lua_State *L, lua_CFunction fn, int n);
 
 #endif

@@ -3,19 +3,19 @@
  *
  * The visitor never raises (the walker's rule).  Its bytes go to the
  * 256-byte buffer in the struct, then to a box: a userdata owning a buffer
- * from ac__malloc (freed by largs_done, or by the box's __gc), grown with
+ * from ac__malloc (freed by ac__largs_done, or by the box's __gc), grown with
  * ac__realloc, which never raises.  Each state has one shared box,
  * registered under the address of shared_key and reused by every long key
  * (busy while a key is in it): the visitor finds it with a raw registry
  * read, so a long key costs no Lua allocation.  When there is no free
  * shared box (the first long key of the state, or a key encoded while
- * another one is in it: a finalizer running between largs_encode and
- * largs_done), the visitor stops the walk; largs_encode, with the stack
+ * another one is in it: a finalizer running between ac__largs_encode and
+ * ac__largs_done), the visitor stops the walk; ac__largs_encode, with the stack
  * back as it was and nothing to release, makes the box (which may raise:
  * the shared one, or a private one referenced from the registry) and walks
  * again from the start.  So a raise never leaves memory or a reference
  * behind: before the box owns memory there is nothing to lose, and after,
- * nothing raises until largs_done or largs_pin, which largs_encode calls
+ * nothing raises until ac__largs_done or ac__largs_pin, which ac__largs_encode calls
  * itself before raising an error. */
 #include <lauxlib.h>
 #include <stdint.h>
@@ -38,7 +38,7 @@ struct largs_box {
 
 static const char shared_key = 0; /* its address keys the shared box */
 
-void largs_init(lua_State *L, largs *k) {
+void ac__largs_init(lua_State *L, largs *k) {
   k->L = L;
   k->p = k->init;
   k->n = 0;
@@ -84,7 +84,7 @@ static largs_box *free_shared_box(lua_State *L) {
 
 /* Moves the key into box b (shared: marked busy; private: k->box already
  * refers to it), with room for len more bytes: 0 or LWALK_ENOMEM, the key
- * in b either way, so that largs_done releases b. */
+ * in b either way, so that ac__largs_done releases b. */
 static int enter_box(largs *k, largs_box *b, size_t len) {
   if (k->box == 0) b->busy = 1;
   k->boxp = b;
@@ -122,12 +122,12 @@ static void make_box(largs *k) {
     k->box = luaL_ref(L, LUA_REGISTRYINDEX);
   }
   if (enter_box(k, b, 0) != 0) {
-    largs_done(k);
+    ac__largs_done(k);
     luaL_error(L, "not enough memory");
   }
 }
 
-void largs_done(largs *k) {
+void ac__largs_done(largs *k) {
   largs_box *b = k->boxp;
   if (b == NULL) return;
   k->boxp = NULL;
@@ -147,7 +147,7 @@ void largs_done(largs *k) {
   b->busy = 0;
 }
 
-void largs_pin(largs *k) {
+void ac__largs_pin(largs *k) {
   largs_box *b = k->boxp;
   if (b == NULL) return;
   lua_State *L = k->L;
@@ -284,15 +284,15 @@ static int encode(largs *k, int first, int last) {
       const char *s = lua_tolstring(L, i, &len);
       rc = a_string(k, s, len);
     } else {
-      if (w.L == NULL) lwalk_init(&w, L, &encoder, k, LWALK_SORTED | LWALK_CANONICAL);
-      rc = lwalk_value(&w, i);
+      if (w.L == NULL) ac__lwalk_init(&w, L, &encoder, k, LWALK_SORTED | LWALK_CANONICAL);
+      rc = ac__lwalk_value(&w, i);
     }
   }
   if (w.L != NULL && w.opaque > 0) k->identity = 1;
   return rc;
 }
 
-void largs_encode(largs *k, int first, int last) {
+void ac__largs_encode(largs *k, int first, int last) {
   size_t start = k->n;
   int identity = k->identity;
   int rc = encode(k, first, last);
@@ -303,12 +303,12 @@ void largs_encode(largs *k, int first, int last) {
     rc = encode(k, first, last);
   }
   if (rc == 0) return;
-  largs_done(k);
+  ac__largs_done(k);
   lua_State *L = k->L;
   switch (rc) {
     case LWALK_ECYCLE: luaL_error(L, "cyclic table argument"); break;
     case LWALK_EDEPTH: luaL_error(L, "table argument nested too deeply"); break;
     case LWALK_ETOOBIG: luaL_error(L, "table argument too large"); break;
-    default: luaL_error(L, "%s", lwalk_strerror(rc)); break;
+    default: luaL_error(L, "%s", ac__lwalk_strerror(rc)); break;
   }
 }

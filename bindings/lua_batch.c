@@ -30,7 +30,7 @@ typedef struct lbatch {
   lpending held;      /* while its loader runs on its own */
 } lbatch;
 
-size_t lbatch_data_size(void) { return sizeof(lbatch); }
+size_t ac__lbatch_data_size(void) { return sizeof(lbatch); }
 
 /* Releases what the batch holds and lets the core free it. */
 static void free_batch(lua_State *L, lbatch *b) {
@@ -38,7 +38,7 @@ static void free_batch(lua_State *L, lbatch *b) {
     luaL_unref(L, LUA_REGISTRYINDEX, b->fn_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, b->keys_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, b->cache_ref);
-    lsched_drop(b->c->ls, &b->held);
+    ac__lsched_drop(b->c->ls, &b->held);
   }
   ac_batch_done(b->batch);
 }
@@ -146,7 +146,7 @@ static void settle_key(lua_State *L, lbatch *b, size_t i, int v, int nout,
   ac_load_t *ld = ac_batch_load(b->batch, i);
   lload_of(ld)->loader = NULL;
   b->settled++;
-  lload_settle(L, ld, v, nout, failed, !failed && !lua_isnil(L, v));
+  ac__lload_settle(L, ld, v, nout, failed, !failed && !lua_isnil(L, v));
 }
 
 /* Every key not settled yet gets nil, the error at idx.  Never raises. */
@@ -238,23 +238,23 @@ static void finish_batch(lua_State *L, lbatch *b, ltask *t, int st, int nres) {
   lua_pushlightuserdata(L, b);
   lua_pushboolean(L, st != LUA_OK);
   lua_xmove(t->co, L, nres);
-  lsched_release_loader(c->ls, t, st);
+  ac__lsched_release_loader(c->ls, t, st);
   if (lua_pcall(L, nres + 2, 0, 0) != LUA_OK) fail_rest(L, b, lua_gettop(L));
   lua_settop(L, base);
   free_batch(L, b);
 }
 
 static void on_batch_done(ltask *t, int st, int nres) {
-  finish_batch(lsched_cbstate(t->ls), t->done_ud, t, st, nres);
+  finish_batch(ac__lsched_cbstate(t->ls), t->done_ud, t, st, nres);
 }
 
 /* start_protected(b): a loader thread with the batch loader and a copy of
  * the keys on it (they allocate); returns the task as a light userdata. */
 static int start_protected(lua_State *L) {
   lbatch *b = lua_touserdata(L, 1);
-  ltask *t = lsched_loader(b->c->ls, L);
+  ltask *t = ac__lsched_loader(b->c->ls, L);
   if (!lua_checkstack(t->co, 2)) {
-    lsched_release_loader(b->c->ls, t, LUA_OK);
+    ac__lsched_release_loader(b->c->ls, t, LUA_OK);
     return luaL_error(L, "not enough memory");
   }
   lua_rawgeti(L, LUA_REGISTRYINDEX, b->fn_ref);
@@ -272,10 +272,10 @@ static int start_protected(lua_State *L) {
   return 1;
 }
 
-void lbatch_dispatch(void *ud, ac_batch_t *batch) {
+void ac__lbatch_dispatch(void *ud, ac_batch_t *batch) {
   lcache *c = ud;
   lbatch *b = ac_batch_data(batch);
-  lua_State *L = lsched_cbstate(c->ls);
+  lua_State *L = ac__lsched_cbstate(c->ls);
   b->batch = batch;
   if (ac_batch_closed(batch) || b->c == NULL || b->n == 0) {
     /* The cache closed first (its loads' waiters are released), or the
@@ -299,12 +299,12 @@ void lbatch_dispatch(void *ud, ac_batch_t *batch) {
   t->done = on_batch_done;
   t->done_ud = b;
   for (int i = 0; i < b->n; i++) lload_of(ac_batch_load(batch, (size_t)i))->loader = t;
-  int nres, st = lsched_start_loader(c->ls, L, t, 1, &nres);
+  int nres, st = ac__lsched_start_loader(c->ls, L, t, 1, &nres);
   if (st != LUA_YIELD) {
     finish_batch(L, b, t, st, nres);
     return;
   }
-  lsched_hold(c->ls, &b->held, release_batch);
+  ac__lsched_hold(c->ls, &b->held, release_batch);
   ac_batch_background(batch);
 }
 
@@ -326,12 +326,12 @@ static int enqueue_lua(lua_State *L) {
   return 0;
 }
 
-ac_load_t *lbatch_enqueue(lua_State *L, lcache *c, const lload_spec *spec) {
+ac_load_t *ac__lbatch_enqueue(lua_State *L, lcache *c, const lload_spec *spec) {
   ac_load_t *ld;
   int rc = ac_cache_batch(c->cache, lua_topointer(L, spec->batch_fn), spec->tag,
                           spec->key, spec->len, spec->ttl, &ld);
   if (rc != 0) luaL_error(L, "cannot load: %s", ac_strerror(rc));
-  lload_init(ld, c, LOAD_GET);
+  ac__lload_init(ld, c, LOAD_GET);
   ac_batch_t *batch = ac_load_batch(ld);
   lbatch *b = ac_batch_data(batch);
   if (b->c == NULL) {
@@ -352,9 +352,9 @@ ac_load_t *lbatch_enqueue(lua_State *L, lcache *c, const lload_spec *spec) {
   return ld;
 }
 
-int lbatch_add(lua_State *L, lcache *c, const lload_spec *spec) {
+int ac__lbatch_add(lua_State *L, lcache *c, const lload_spec *spec) {
   /* Park first: fail before queueing anything when the caller could not
    * wait. */
-  ltask *t = lsched_park(L, "cache:get() with a batch loader");
-  return lload_join(L, t, lbatch_enqueue(L, c, spec), LOAD_GET);
+  ltask *t = ac__lsched_park(L, "cache:get() with a batch loader");
+  return ac__lload_join(L, t, ac__lbatch_enqueue(L, c, spec), LOAD_GET);
 }

@@ -22,10 +22,10 @@
 
 /* ---- helpers ----------------------------------------------------------- */
 
-lcache *lcache_check(lua_State *L, int idx, const char *fname) {
+lcache *ac__lcache_check(lua_State *L, int idx, const char *fname) {
   lcache *c = lua_touserdata(L, idx);
   if (c == NULL || lua_rawlen(L, idx) != sizeof(lcache) || c->magic != CACHE_MAGIC)
-    c = ltype_check_self(L, idx, CACHE_MT, fname);
+    c = ac__ltype_check_self(L, idx, CACHE_MT, fname);
   if (c->closed) luaL_error(L, "the cache is closed");
   return c;
 }
@@ -40,7 +40,7 @@ static void on_removed(void *ud, uint32_t slot, int tag, const char *key,
                        size_t len, ac_removed_t why) {
   lcache *c = ud;
   (void)tag, (void)key, (void)len, (void)why;
-  lua_State *L = lsched_cbstate(c->ls);
+  lua_State *L = ac__lsched_cbstate(c->ls);
   if (!lua_checkstack(L, 3)) return; /* the value goes with the next write */
   lua_rawgeti(L, LUA_REGISTRYINDEX, c->values_ref);
   lua_pushnil(L);
@@ -63,7 +63,7 @@ static int move_value(lua_State *L) {
 
 static int on_moved(void *ud, uint32_t from, uint32_t to) {
   lcache *c = ud;
-  lua_State *L = lsched_cbstate(c->ls);
+  lua_State *L = ac__lsched_cbstate(c->ls);
   if (!lua_checkstack(L, 6)) return 1;
   lua_pushcfunction(L, move_value);
   lua_rawgeti(L, LUA_REGISTRYINDEX, c->values_ref);
@@ -98,7 +98,7 @@ static int copy_values(lua_State *L) {
  * collector, and a finalizer may close the cache: checked after. */
 static void on_compact(void *ud, uint32_t slots) {
   lcache *c = ud;
-  lua_State *L = lsched_cbstate(c->ls);
+  lua_State *L = ac__lsched_cbstate(c->ls);
   if (!lua_checkstack(L, 4)) return;
   lua_pushcfunction(L, copy_values);
   lua_rawgeti(L, LUA_REGISTRYINDEX, c->values_ref);
@@ -111,23 +111,23 @@ static void on_compact(void *ud, uint32_t slots) {
   c->values_cap = slots;
 }
 
-int lcache_is_callable(lua_State *L, int idx) {
+int ac__lcache_is_callable(lua_State *L, int idx) {
   if (lua_type(L, idx) == LUA_TFUNCTION) return 1;
   if (luaL_getmetafield(L, idx, "__call") == LUA_TNIL) return 0;
   lua_pop(L, 1);
   return 1;
 }
 
-double lcache_check_ttl(lua_State *L, int idx, const char *who) {
+double ac__lcache_check_ttl(lua_State *L, int idx, const char *who) {
   if (lua_type(L, idx) != LUA_TNUMBER || !(lua_tonumber(L, idx) > 0))
     luaL_error(L, "%s: opts.ttl must be a positive number of seconds, got %s", who,
-               lua_type(L, idx) == LUA_TNUMBER ? ltype_describe(L, idx)
+               lua_type(L, idx) == LUA_TNUMBER ? ac__ltype_describe(L, idx)
                                                 : luaL_typename(L, idx));
   return lua_tonumber(L, idx);
 }
 
-void lcache_check_callable(lua_State *L, int idx, const char *who, const char *name) {
-  if (!lcache_is_callable(L, idx))
+void ac__lcache_check_callable(lua_State *L, int idx, const char *who, const char *name) {
+  if (!ac__lcache_is_callable(L, idx))
     luaL_error(L, "%s: opts.%s must be a function, got %s", who, name, luaL_typename(L, idx));
 }
 
@@ -147,23 +147,23 @@ static int get_options(lua_State *L, lcache *c, double *ttl, int *batch) {
     case LUA_TFUNCTION:
       return 3;
     case LUA_TTABLE:
-      if (lcache_is_callable(L, 3)) return 3;
+      if (ac__lcache_is_callable(L, 3)) return 3;
       break;
     default:
-      if (lcache_is_callable(L, 3)) return 3;
+      if (ac__lcache_is_callable(L, 3)) return 3;
       luaL_error(L, "cache:get(): the third argument must be a loader function or an options table, got %s",
                  luaL_typename(L, 3));
   }
   lua_settop(L, 3);
-  ltype_check_options(L, 3, "cache:get()", GET_OPTIONS);
-  if (lua_getfield(L, 3, "ttl") != LUA_TNIL) *ttl = lcache_check_ttl(L, -1, "cache:get()");
+  ac__ltype_check_options(L, 3, "cache:get()", GET_OPTIONS);
+  if (lua_getfield(L, 3, "ttl") != LUA_TNIL) *ttl = ac__lcache_check_ttl(L, -1, "cache:get()");
   lua_pop(L, 1);
   if (lua_getfield(L, 3, "batch_loader") != LUA_TNIL) {
-    lcache_check_callable(L, -1, "cache:get()", "batch_loader");
+    ac__lcache_check_callable(L, -1, "cache:get()", "batch_loader");
     *batch = 4;
   } /* index 4, nil or the batch loader, keeps the stack shape fixed */
   if (lua_getfield(L, 3, "loader") != LUA_TNIL) {
-    lcache_check_callable(L, -1, "cache:get()", "loader");
+    ac__lcache_check_callable(L, -1, "cache:get()", "loader");
     if (*batch)
       luaL_error(L, "cache:get(): give opts.loader or opts.batch_loader, not both");
     lua_replace(L, 3); /* the options table is no longer needed */
@@ -181,8 +181,8 @@ static int get_options(lua_State *L, lcache *c, double *ttl, int *batch) {
 
 /* ---- methods ------------------------------------------------------------- */
 
-int lcache_get(lua_State *L) {
-  lcache *c = lcache_check(L, 1, "get");
+int ac__lcache_get(lua_State *L) {
+  lcache *c = ac__lcache_check(L, 1, "get");
   lkey k;
   lkey_get(L, 2, &k, "get");
   double ttl;
@@ -200,11 +200,11 @@ int lcache_get(lua_State *L) {
     batch = 4;
   }
   lload_spec spec = {LOAD_GET, k.tag, k.p, k.len, loader, 2, 2, ttl, 0, batch};
-  return lcache_miss(L, c, &spec, found == AC_JOIN ? r.load : NULL);
+  return ac__lcache_miss(L, c, &spec, found == AC_JOIN ? r.load : NULL);
 }
 
 static int cache_set(lua_State *L) {
-  lcache *c = lcache_check(L, 1, "set");
+  lcache *c = ac__lcache_check(L, 1, "set");
   lkey k;
   lkey_get(L, 2, &k, "set");
   if (lua_isnoneornil(L, 3))
@@ -213,18 +213,18 @@ static int cache_set(lua_State *L) {
   if (!lua_isnoneornil(L, 4)) {
     if (!lua_istable(L, 4))
       return luaL_error(L, "cache:set(): opts must be a table, got %s", luaL_typename(L, 4));
-    ltype_check_options(L, 4, "cache:set()", SET_OPTIONS);
-    if (lua_getfield(L, 4, "ttl") != LUA_TNIL) ttl = lcache_check_ttl(L, -1, "cache:set()");
+    ac__ltype_check_options(L, 4, "cache:set()", SET_OPTIONS);
+    if (lua_getfield(L, 4, "ttl") != LUA_TNIL) ttl = ac__lcache_check_ttl(L, -1, "cache:set()");
     lua_pop(L, 1);
     still_open(L, c);
   }
   lua_pushvalue(L, 3);
-  lcache_store(L, c, k.tag, k.p, k.len, ttl);
+  ac__lcache_store(L, c, k.tag, k.p, k.len, ttl);
   return 0;
 }
 
 static int cache_delete(lua_State *L) {
-  lcache *c = lcache_check(L, 1, "delete");
+  lcache *c = ac__lcache_check(L, 1, "delete");
   lkey k;
   lkey_get(L, 2, &k, "delete");
   lua_pushboolean(L, ac_cache_delete(c->cache, k.tag, k.p, k.len) == 0);
@@ -232,13 +232,13 @@ static int cache_delete(lua_State *L) {
 }
 
 static int cache_clear(lua_State *L) {
-  lcache *c = lcache_check(L, 1, "clear");
+  lcache *c = ac__lcache_check(L, 1, "clear");
   ac_cache_clear(c->cache);
   return 0;
 }
 
 static int cache_contains(lua_State *L) {
-  lcache *c = lcache_check(L, 1, "contains");
+  lcache *c = ac__lcache_check(L, 1, "contains");
   lkey k;
   lkey_get(L, 2, &k, "contains");
   lua_pushboolean(L, ac_cache_peek(c->cache, k.tag, k.p, k.len) != 0);
@@ -256,7 +256,7 @@ static void set_count(lua_State *L, const char *name, uint64_t v) {
 }
 
 static int cache_metrics(lua_State *L) {
-  lcache *c = lcache_check(L, 1, "get_metrics");
+  lcache *c = ac__lcache_check(L, 1, "get_metrics");
   ac_cache_stats_t st;
   ac_cache_stats(c->cache, &st);
   lua_createtable(L, 0, 14);
@@ -293,19 +293,19 @@ static void close_cache(lua_State *L, lcache *c) {
 }
 
 static int cache_close(lua_State *L) {
-  lcache *c = ltype_check_self(L, 1, CACHE_MT, "close");
+  lcache *c = ac__ltype_check_self(L, 1, CACHE_MT, "close");
   close_cache(L, c);
   return 0;
 }
 
 static int cache_is_closed(lua_State *L) {
-  lcache *c = ltype_check_self(L, 1, CACHE_MT, "is_closed");
+  lcache *c = ac__ltype_check_self(L, 1, CACHE_MT, "is_closed");
   lua_pushboolean(L, c->closed);
   return 1;
 }
 
 static int cache_tostring(lua_State *L) {
-  lcache *c = ltype_check_self(L, 1, CACHE_MT, "__tostring");
+  lcache *c = ac__ltype_check_self(L, 1, CACHE_MT, "__tostring");
   if (c->closed) {
     lua_pushfstring(L, "AsyncCache (closed): %p", (void *)c);
   } else {
@@ -338,23 +338,23 @@ static int new_cache(lua_State *L) {
   double max_batch = opt_number(L, "max_batch_size", 100);
   o.max_batch_size = max_batch >= 1 && max_batch <= 0x7fffffff ? (uint32_t)max_batch : 0;
   o.load_data_size = sizeof(lload);
-  o.batch_data_size = lbatch_data_size();
+  o.batch_data_size = ac__lbatch_data_size();
   lua_getfield(L, 1, "batch_result");
   static const char *const forms[] = {"auto", "map", "array", NULL};
   int batch_result = luaL_checkoption(L, -1, "auto", forms);
   lua_pop(L, 1);
-  lsched *ls = lsched_get(L);
+  lsched *ls = ac__lsched_get(L);
   lcache *c = lua_newuserdatauv(L, sizeof *c, 0);
   memset(c, 0, sizeof *c);
   c->closed = 1; /* until fully built, so __gc has nothing to undo */
   c->values_ref = LUA_NOREF;
   c->batch_fn_ref = LUA_NOREF;
   luaL_setmetatable(L, CACHE_MT);
-  o.sched = lsched_sched(ls);
+  o.sched = ac__lsched_sched(ls);
   o.ops.removed = on_removed;
   o.ops.moved = on_moved;
   o.ops.compact = on_compact;
-  o.ops.dispatch = lbatch_dispatch;
+  o.ops.dispatch = ac__lbatch_dispatch;
   o.ud = c;
   int err;
   c->cache = ac_cache_new(&o, &err);
@@ -374,10 +374,10 @@ static int new_cache(lua_State *L) {
   return 1;
 }
 
-void lcache_open(lua_State *L) {
+void ac__lcache_open(lua_State *L) {
   static const luaL_Reg methods[] = {
-      {"get", lcache_get},         {"get_many", lcache_get_many},
-      {"set", cache_set},         {"warmup", lcache_warmup},
+      {"get", ac__lcache_get},         {"get_many", ac__lcache_get_many},
+      {"set", cache_set},         {"warmup", ac__lcache_warmup},
       {"delete", cache_delete},   {"clear", cache_clear},
       {"contains", cache_contains}, {"get_metrics", cache_metrics},
       {"close", cache_close},     {"is_closed", cache_is_closed},     {NULL, NULL}};
@@ -385,6 +385,6 @@ void lcache_open(lua_State *L) {
                                   {"__close", cache_close},
                                   {"__tostring", cache_tostring},
                                   {NULL, NULL}};
-  ltype_register(L, CACHE_MT, "AsyncCache", methods, meta);
+  ac__ltype_register(L, CACHE_MT, "AsyncCache", methods, meta);
   lua_pushcfunction(L, new_cache);
 }

@@ -26,14 +26,14 @@ typedef struct {
 } lclock;
 
 static lclock *check_clock(lua_State *L, const char *fname) {
-  lclock *c = ltype_check_self(L, 1, "ac.clock", fname);
+  lclock *c = ac__ltype_check_self(L, 1, "ac.clock", fname);
   if (!c->on) luaL_error(L, "clock:%s(): the clock is closed", fname);
   return c;
 }
 
-int lclock_fake(lua_State *L) {
-  lsched *ls = lsched_get(L);
-  ac_sched_t *s = lsched_sched(ls);
+int ac__lclock_fake(lua_State *L) {
+  lsched *ls = ac__lsched_get(L);
+  ac_sched_t *s = ac__lsched_sched(ls);
   /* By default time goes on from where the real clock is (precise, so
    * runtime.now() never goes back at the switch). */
   double start = luaL_optnumber(L, 1, ac_clock_precise());
@@ -55,7 +55,7 @@ int lclock_fake(lua_State *L) {
 
 static int advance_k(lua_State *L, int status, lua_KContext ctx) {
   lclock *c = (lclock *)ctx;
-  ac_sched_t *s = lsched_sched(c->ls);
+  ac_sched_t *s = ac__lsched_sched(c->ls);
   (void)status;
   while (c->on) {
     if (ac_sched_pending(s) > 0) return lua_yieldk(L, 0, ctx, advance_k);
@@ -72,9 +72,9 @@ static int clock_advance(lua_State *L) {
   lclock *c = check_clock(L, "advance");
   double secs = lua_tonumber(L, 2);
   if (!lua_isnumber(L, 2) || !(secs >= 0) || isinf(secs))
-    return ltype_argerror(L, "advance", 1,
+    return ac__ltype_argerror(L, "advance", 1,
                           "seconds must be a non-negative finite number");
-  lsched_check_task(L, "clock:advance()");
+  ac__lsched_check_task(L, "clock:advance()");
   if (c->advancing)
     return luaL_error(L, "clock:advance(): another task is advancing the clock");
   c->advancing = 1;
@@ -84,37 +84,37 @@ static int clock_advance(lua_State *L) {
 
 static int clock_now(lua_State *L) {
   lclock *c = check_clock(L, "now");
-  lua_pushnumber(L, ac_sched_now(lsched_sched(c->ls)));
+  lua_pushnumber(L, ac_sched_now(ac__lsched_sched(c->ls)));
   return 1;
 }
 
 /* Back to the real clock; fake timers still armed go to libuv's clock
  * with the time they had left.  A task still advancing stops there. */
 static int clock_close(lua_State *L) {
-  lclock *c = ltype_check_self(L, 1, "ac.clock", "close");
+  lclock *c = ac__ltype_check_self(L, 1, "ac.clock", "close");
   if (!c->on) return 0;
   c->on = 0;
   /* NULL when the state is closing and its scheduler went first. */
-  ac_sched_t *s = lsched_sched(c->ls);
+  ac_sched_t *s = ac__lsched_sched(c->ls);
   if (s != NULL) ac_sched_set_real_clock(s); /* no timer callback runs Lua */
   return 0;
 }
 
 static int clock_tostring(lua_State *L) {
-  lclock *c = ltype_check_self(L, 1, "ac.clock", "__tostring");
+  lclock *c = ac__ltype_check_self(L, 1, "ac.clock", "__tostring");
   if (c->on)
-    lua_pushfstring(L, "fake clock (now %f)", ac_sched_now(lsched_sched(c->ls)));
+    lua_pushfstring(L, "fake clock (now %f)", ac_sched_now(ac__lsched_sched(c->ls)));
   else
     lua_pushliteral(L, "fake clock (closed)");
   return 1;
 }
 
-void lclock_register(lua_State *L) {
+void ac__lclock_register(lua_State *L) {
   static const luaL_Reg methods[] = {
       {"advance", clock_advance}, {"now", clock_now}, {"close", clock_close},
       {NULL, NULL}};
   static const luaL_Reg meta[] = {
       {"__close", clock_close}, {"__gc", clock_close},
       {"__tostring", clock_tostring}, {NULL, NULL}};
-  ltype_register(L, "ac.clock", "clock", methods, meta);
+  ac__ltype_register(L, "ac.clock", "clock", methods, meta);
 }

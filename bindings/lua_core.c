@@ -19,13 +19,13 @@ AC_EXPORT int luaopen_cache_core(lua_State *L);
 
 int luaopen_cache_core(lua_State *L) {
   lua_createtable(L, 0, 4);
-  lcache_open(L);
+  ac__lcache_open(L);
   lua_setfield(L, -2, "new_cache");
   luaL_getmetatable(L, "ac.cache");
   lua_getfield(L, -1, "methods");
   lua_setfield(L, -3, "cache_methods");
   lua_pop(L, 1);
-  lmemo_open(L);
+  ac__lmemo_open(L);
   lua_setfield(L, -3, "is_memo");
   lua_setfield(L, -2, "memoize");
   luaL_getmetatable(L, "ac.memo");

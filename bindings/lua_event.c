@@ -21,7 +21,7 @@ static levent *check_event(lua_State *L) {
   return luaL_checkudata(L, 1, "ac.event");
 }
 
-int levent_new(lua_State *L) {
+int ac__levent_new(lua_State *L) {
   levent *e = lua_newuserdatauv(L, sizeof *e, 0);
   memset(e, 0, sizeof *e);
   luaL_setmetatable(L, "ac.event");
@@ -30,12 +30,12 @@ int levent_new(lua_State *L) {
 
 static int event_wait(lua_State *L) {
   levent *e = check_event(L);
-  if (e->res != NULL) return lresult_push(L, e->res);
-  ltask *t = lsched_park(L, "event:wait()");
+  if (e->res != NULL) return ac__lresult_push(L, e->res);
+  ltask *t = ac__lsched_park(L, "event:wait()");
   t->wait_next = NULL;
   if (e->last) e->last->wait_next = t; else e->first = t;
   e->last = t;
-  return lsched_yield(L);
+  return ac__lsched_yield(L);
 }
 
 static int event_set(lua_State *L) {
@@ -44,13 +44,13 @@ static int event_set(lua_State *L) {
   int waiters = 0;
   for (ltask *t = e->first; t != NULL; t = t->wait_next) waiters++;
   /* One reference per waiter plus the event's own, for later wait()s. */
-  e->res = lresult_from_stack(L, lua_gettop(L) - 1, waiters + 1);
+  e->res = ac__lresult_from_stack(L, lua_gettop(L) - 1, waiters + 1);
   ltask *t = e->first;
   e->first = e->last = NULL;
   while (t != NULL) {
     ltask *next = t->wait_next;
     t->wait_next = NULL;
-    lsched_wake(t, e->res);
+    ac__lsched_wake(t, e->res);
     t = next;
   }
   return 0;
@@ -63,15 +63,15 @@ static int event_is_set(lua_State *L) {
 
 static int event_gc(lua_State *L) {
   levent *e = check_event(L);
-  lresult_release(L, e->res);
+  ac__lresult_release(L, e->res);
   e->res = NULL;
   return 0;
 }
 
-void levent_register(lua_State *L) {
+void ac__levent_register(lua_State *L) {
   static const luaL_Reg methods[] = {
       {"wait", event_wait}, {"set", event_set}, {"is_set", event_is_set},
       {NULL, NULL}};
   static const luaL_Reg meta[] = {{"__gc", event_gc}, {NULL, NULL}};
-  ltype_register(L, "ac.event", "event", methods, meta);
+  ac__ltype_register(L, "ac.event", "event", methods, meta);
 }

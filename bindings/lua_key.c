@@ -6,14 +6,14 @@
 #include "lkey.h"
 #include "ltype.h"
 
-void lkey_check(lua_State *L, int idx, lkey *k, const char *fname) {
+void ac__lkey_check(lua_State *L, int idx, lkey *k, const char *fname) {
   switch (lua_type(L, idx)) {
     case LUA_TSTRING:
     case LUA_TNUMBER:
       if (lkey_fast(L, idx, k)) return;
       {
         lua_Number n = lua_tonumber(L, idx);
-        if (isnan(n)) ltype_argerror(L, fname, idx - 1, "key must not be NaN");
+        if (isnan(n)) ac__ltype_argerror(L, fname, idx - 1, "key must not be NaN");
         int64_t v;
         if (lkey_integral(n, &v)) {
           memcpy(k->buf, &v, 8);
@@ -33,13 +33,13 @@ void lkey_check(lua_State *L, int idx, lkey *k, const char *fname) {
       k->len = 1;
       return;
     default:
-      ltype_argerror(L, fname, idx - 1,
+      ac__ltype_argerror(L, fname, idx - 1,
                      lua_pushfstring(L, "key must be a string, number or boolean, got %s",
                                      luaL_typename(L, idx)));
   }
 }
 
-void lkey_push(lua_State *L, int tag, const char *p, size_t len) {
+void ac__lkey_push(lua_State *L, int tag, const char *p, size_t len) {
   switch (tag) {
     case LKEY_STRING:
       lua_pushlstring(L, p, len);

@@ -29,7 +29,7 @@
 /* Bounds the walk along loads waiting for loads. */
 #define MAX_WAIT_CHAIN 4096
 
-void lload_init(ac_load_t *ld, lcache *c, int mode) {
+void ac__lload_init(ac_load_t *ld, lcache *c, int mode) {
   lload *d = lload_of(ld);
   d->load = ld;
   d->c = c;
@@ -38,11 +38,11 @@ void lload_init(ac_load_t *ld, lcache *c, int mode) {
   d->cache_ref = LUA_NOREF;
 }
 
-lresult *lload_status_result(ac_load_t *ld, int status) {
+lresult *ac__lload_status_result(ac_load_t *ld, int status) {
   lload *d = lload_of(ld);
   if (d->result != NULL) return d->result;
-  lresult *r = lresult_new(d->c->ls, (int)ac_load_waiters(ld));
-  if (r == NULL) return lresult_oom();
+  lresult *r = ac__lresult_new(d->c->ls, (int)ac_load_waiters(ld));
+  if (r == NULL) return ac__lresult_oom();
   if (status == AC_ETIMEDOUT)
     snprintf(r->cerr, sizeof r->cerr, "load timed out after %g seconds",
              ac_cache_load_timeout(ac_load_cache(ld)));
@@ -63,13 +63,13 @@ static void on_waiter(ac_load_waiter_t *w, ac_load_t *ld, int status) {
     for (int i = 0; i < d->out_n; i++) lua_pushvalue(d->out_L, d->out + i);
     lua_xmove(d->out_L, t->co, d->out_n);
     t->nargs += d->out_n;
-    lsched_wake(t, NULL);
+    ac__lsched_wake(t, NULL);
     return;
   }
-  lsched_wake(t, lload_status_result(ld, status != 0 ? status : AC_ECANCELED));
+  ac__lsched_wake(t, ac__lload_status_result(ld, status != 0 ? status : AC_ECANCELED));
 }
 
-void lcache_pack(lua_State *L, int n) {
+void ac__lcache_pack(lua_State *L, int n) {
   /* {n, r1, ..., rn}: the count in the array part keeps unpacking to
    * rawgeti calls only. */
   int base = lua_gettop(L) - n;
@@ -86,7 +86,7 @@ void lcache_pack(lua_State *L, int n) {
   }
 }
 
-int lcache_unpack(lua_State *L, int idx) {
+int ac__lcache_unpack(lua_State *L, int idx) {
   lua_rawgeti(L, idx, 1);
   int n = (int)lua_tointeger(L, -1);
   lua_pop(L, 1);
@@ -95,7 +95,7 @@ int lcache_unpack(lua_State *L, int idx) {
   return n;
 }
 
-void lcache_push_value(lua_State *L, lcache *c, uint32_t slot) {
+void ac__lcache_push_value(lua_State *L, lcache *c, uint32_t slot) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, c->values_ref);
   lua_rawgeti(L, -1, slot);
   lua_remove(L, -2);
@@ -119,17 +119,17 @@ static void grow_values(lua_State *L, lcache *c, uint32_t need) {
   c->values_cap = cap;
 }
 
-void lcache_reserve(lua_State *L, lcache *c) {
+void ac__lcache_reserve(lua_State *L, lcache *c) {
   uint32_t bound = ac_cache_slot_bound(c->cache);
   if (bound > c->values_cap) grow_values(L, c, bound);
 }
 
 static int reserve_protected(lua_State *L) {
-  lcache_reserve(L, lua_touserdata(L, 1));
+  ac__lcache_reserve(L, lua_touserdata(L, 1));
   return 0;
 }
 
-int lcache_try_reserve(lua_State *L, lcache *c) {
+int ac__lcache_try_reserve(lua_State *L, lcache *c) {
   if (ac_cache_slot_bound(c->cache) <= c->values_cap) return 1;
   lua_pushcfunction(L, reserve_protected);
   lua_pushlightuserdata(L, c);
@@ -138,16 +138,16 @@ int lcache_try_reserve(lua_State *L, lcache *c) {
   return 0;
 }
 
-void lcache_put_value(lua_State *L, lcache *c, uint32_t slot) {
+void ac__lcache_put_value(lua_State *L, lcache *c, uint32_t slot) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, c->values_ref);
   lua_insert(L, -2);
   lua_rawseti(L, -2, slot);
   lua_pop(L, 1);
 }
 
-void lcache_store(lua_State *L, lcache *c, int tag, const char *key,
+void ac__lcache_store(lua_State *L, lcache *c, int tag, const char *key,
                   size_t len, double ttl) {
-  lcache_reserve(L, c);
+  ac__lcache_reserve(L, c);
   int64_t slot = ac_cache_set(c->cache, tag, key, len, ttl);
   if (slot < 0) {
     lua_pop(L, 1);
@@ -158,22 +158,22 @@ void lcache_store(lua_State *L, lcache *c, int tag, const char *key,
     lua_pop(L, 1);
     return;
   }
-  lcache_put_value(L, c, (uint32_t)slot);
+  ac__lcache_put_value(L, c, (uint32_t)slot);
   ac_cache_written(c->cache, (uint32_t)slot);
 }
 
-void lload_settle(lua_State *L, ac_load_t *ld, int v, int nout, int failed,
+void ac__lload_settle(lua_State *L, ac_load_t *ld, int v, int nout, int failed,
                   int store) {
   lload *d = lload_of(ld);
   lcache *c = d->c;
   int top = lua_gettop(L);
   uint32_t slot = 0;
-  if (store && ac_load_open(ld) && lcache_try_reserve(L, c)) {
+  if (store && ac_load_open(ld) && ac__lcache_try_reserve(L, c)) {
     int64_t s = ac_load_store(ld); /* failure: served, not kept */
     if (s > 0) {
       slot = (uint32_t)s;
       lua_pushvalue(L, v);
-      lcache_put_value(L, c, slot);
+      ac__lcache_put_value(L, c, slot);
     }
   }
   if (ac_load_open(ld) && ac_load_waiters(ld) > 0 && lua_checkstack(L, nout + 2)) {
@@ -191,7 +191,7 @@ void lload_settle(lua_State *L, ac_load_t *ld, int v, int nout, int failed,
   /* What the lload holds goes before the load (and the lload) is freed. */
   luaL_unref(L, LUA_REGISTRYINDEX, d->cache_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, d->anchor_ref);
-  lsched_drop(c->ls, &d->held);
+  ac__lsched_drop(c->ls, &d->held);
   ac_load_finish(ld, failed ? AC_ELOAD : 0, slot);
   lua_settop(L, top);
 }
@@ -200,7 +200,7 @@ void lload_settle(lua_State *L, ac_load_t *ld, int v, int nout, int failed,
 static int pack_protected(lua_State *L) {
   int anchor = (int)lua_tointeger(L, 1);
   lua_remove(L, 1);
-  lcache_pack(L, lua_gettop(L));
+  ac__lcache_pack(L, lua_gettop(L));
   if (anchor != LUA_NOREF) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, anchor);
     lua_setfield(L, -2, "args");
@@ -237,10 +237,10 @@ static int finish_load(lua_State *L, ac_load_t *ld, ltask *t, int st, int nres,
   }
   lua_xmove(t->co, L, nres);
   if (failed && nres == 0) {
-    ltype_push_safe(L, "the loader returned too many results");
+    ac__ltype_push_safe(L, "the loader returned too many results");
     nres = 1;
   }
-  lsched_release_loader(c->ls, t, st);
+  ac__lsched_release_loader(c->ls, t, st);
   d->loader = NULL;
   /* Reduce the results at base+1 .. to one value v (or v, err). */
   int v = base + 1, nout;
@@ -261,7 +261,7 @@ static int finish_load(lua_State *L, ac_load_t *ld, ltask *t, int st, int nres,
     nout = 1; /* the packed results, or the error object */
   } else if (failed) {
     if (lua_isnil(L, v)) { /* error(nil): callers still need an error */
-      ltype_push_safe(L, "loader raised nil");
+      ac__ltype_push_safe(L, "loader raised nil");
       lua_replace(L, v);
     }
     lua_pushnil(L);
@@ -275,7 +275,7 @@ static int finish_load(lua_State *L, ac_load_t *ld, ltask *t, int st, int nres,
   }
   lua_settop(L, base + nout);
 
-  lload_settle(L, ld, v, nout, failed, store);
+  ac__lload_settle(L, ld, v, nout, failed, store);
 
   if (!push) {
     lua_settop(L, base);
@@ -283,31 +283,31 @@ static int finish_load(lua_State *L, ac_load_t *ld, ltask *t, int st, int nres,
   }
   if (mode == LOAD_CALL) {
     if (failed) return -1;
-    return lcache_unpack(L, v); /* the packed table below them is dropped */
+    return ac__lcache_unpack(L, v); /* the packed table below them is dropped */
   }
   return nout;
 }
 
 /* A loader that went to the background has finished (runs in a pass). */
 static void on_loader_done(ltask *t, int st, int nres) {
-  finish_load(lsched_cbstate(t->ls), t->done_ud, t, st, nres, 0);
+  finish_load(ac__lsched_cbstate(t->ls), t->done_ud, t, st, nres, 0);
 }
 
 /* Resumed LOAD_CALL waiter: true, packed | false, err | nil, message. */
 static int call_resumed(lua_State *L, int status, lua_KContext base) {
   (void)status;
   int first = (int)base + 1;
-  if (lua_toboolean(L, first)) return lcache_unpack(L, first + 1);
+  if (lua_toboolean(L, first)) return ac__lcache_unpack(L, first + 1);
   lua_settop(L, first + 1);
   return lua_error(L);
 }
 
-int lload_wait(lua_State *L, ac_load_t *ld, int mode) {
-  ltask *t = lsched_park(L, mode == LOAD_CALL ? "a decorated function" : "cache:get()");
-  return lload_join(L, t, ld, mode);
+int ac__lload_wait(lua_State *L, ac_load_t *ld, int mode) {
+  ltask *t = ac__lsched_park(L, mode == LOAD_CALL ? "a decorated function" : "cache:get()");
+  return ac__lload_join(L, t, ld, mode);
 }
 
-int lload_waits_for(ac_load_t *ld, const ltask *t) {
+int ac__lload_waits_for(ac_load_t *ld, const ltask *t) {
   if (t == NULL) return 0;
   for (int hops = 0; ld != NULL && hops < MAX_WAIT_CHAIN; hops++) {
     ltask *loader = lload_of(ld)->loader;
@@ -318,7 +318,7 @@ int lload_waits_for(ac_load_t *ld, const ltask *t) {
   return 0;
 }
 
-void lload_push_recursive(lua_State *L, int mode, int tag, const char *key,
+void ac__lload_push_recursive(lua_State *L, int mode, int tag, const char *key,
                           size_t len) {
   if (mode == LOAD_CALL || tag == LKEY_ARGS) {
     lua_pushliteral(L, "recursive call of a decorated function with the same arguments "
@@ -326,22 +326,22 @@ void lload_push_recursive(lua_State *L, int mode, int tag, const char *key,
                        "it would wait for itself forever");
     return;
   }
-  lkey_push(L, tag, key, len);
-  const char *k = ltype_describe(L, -1);
+  ac__lkey_push(L, tag, key, len);
+  const char *k = ac__ltype_describe(L, -1);
   lua_pushfstring(L, "recursive load of key %s: its loader asked the cache for the same key "
                      "(directly or through other loads), which would wait for itself forever", k);
   lua_replace(L, -3);
   lua_pop(L, 1);
 }
 
-int lload_join(lua_State *L, ltask *t, ac_load_t *ld, int mode) {
+int ac__lload_join(lua_State *L, ltask *t, ac_load_t *ld, int mode) {
   t->lw.cb = on_waiter;
   t->lw.data = t;
   t->waiting = ld;
   ac_load_join(ld, &t->lw);
   if (mode == LOAD_CALL)
     return lua_yieldk(L, 0, (lua_KContext)lua_gettop(L), call_resumed);
-  return lsched_yield(L);
+  return ac__lsched_yield(L);
 }
 
 /* Runs the function at spec->fn for a key nobody is loading: inline, and
@@ -351,9 +351,9 @@ static int lead(lua_State *L, lcache *c, const lload_spec *spec, ltask *me) {
    * open by an error would hold every later caller forever. */
   int nargs = spec->last >= spec->first ? spec->last - spec->first + 1 : 0;
   luaL_checkstack(L, nargs + 2, "too many arguments");
-  ltask *t = lsched_loader(c->ls, L);
+  ltask *t = ac__lsched_loader(c->ls, L);
   if (!lua_checkstack(t->co, nargs + 1)) {
-    lsched_release_loader(c->ls, t, LUA_OK);
+    ac__lsched_release_loader(c->ls, t, LUA_OK);
     return luaL_error(L, "too many arguments");
   }
   int anchor_ref = LUA_NOREF;
@@ -374,10 +374,10 @@ static int lead(lua_State *L, lcache *c, const lload_spec *spec, ltask *me) {
   if (rc != 0) {
     luaL_unref(L, LUA_REGISTRYINDEX, anchor_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, cache_ref);
-    lsched_release_loader(c->ls, t, LUA_OK);
+    ac__lsched_release_loader(c->ls, t, LUA_OK);
     return luaL_error(L, "cannot load: %s", ac_strerror(rc));
   }
-  lload_init(ld, c, spec->mode);
+  ac__lload_init(ld, c, spec->mode);
   lload *d = lload_of(ld);
   d->anchor_ref = anchor_ref;
   d->cache_ref = cache_ref;
@@ -391,7 +391,7 @@ static int lead(lua_State *L, lcache *c, const lload_spec *spec, ltask *me) {
   /* While the loader runs inline, its caller waits for this load. */
   d->loader = t;
   if (me != NULL) me->waiting = ld;
-  int nres, st = lsched_start_loader(c->ls, L, t, nargs, &nres);
+  int nres, st = ac__lsched_start_loader(c->ls, L, t, nargs, &nres);
   if (me != NULL) me->waiting = NULL;
   if (st != LUA_YIELD) {
     int n = finish_load(L, ld, t, st, nres, 1);
@@ -405,25 +405,25 @@ static int lead(lua_State *L, lcache *c, const lload_spec *spec, ltask *me) {
     if (spec->mode == LOAD_CALL) return lua_error(L);
     return 2;
   }
-  lsched_hold(c->ls, &d->held, release_load);
+  ac__lsched_hold(c->ls, &d->held, release_load);
   ac_load_background(ld);
-  return lload_wait(L, ld, spec->mode);
+  return ac__lload_wait(L, ld, spec->mode);
 }
 
-int lcache_miss(lua_State *L, lcache *c, const lload_spec *spec,
+int ac__lcache_miss(lua_State *L, lcache *c, const lload_spec *spec,
                 ac_load_t *joining) {
-  ltask *me = lsched_current(c->ls);
+  ltask *me = ac__lsched_current(c->ls);
   if (joining != NULL) {
-    if (lload_waits_for(joining, me)) { /* fail fast, not never */
-      lload_push_recursive(L, spec->mode, spec->tag, spec->key, spec->len);
+    if (ac__lload_waits_for(joining, me)) { /* fail fast, not never */
+      ac__lload_push_recursive(L, spec->mode, spec->tag, spec->key, spec->len);
       if (spec->mode == LOAD_CALL) return lua_error(L);
       lua_pushnil(L);
       lua_insert(L, -2);
       return 2;
     }
-    return lload_wait(L, joining, spec->mode);
+    return ac__lload_wait(L, joining, spec->mode);
   }
-  if (spec->fn == 0 && spec->batch_fn != 0) return lbatch_add(L, c, spec);
+  if (spec->fn == 0 && spec->batch_fn != 0) return ac__lbatch_add(L, c, spec);
   if (spec->fn == 0) {
     lua_pushnil(L);
     return 1;

@@ -43,7 +43,7 @@ static void many_on_waiter(ac_load_waiter_t *w, ac_load_t *load, int status) {
   int i = (int)(s - g->slot);
   if (g->abandoned) {
     if (--g->pending == 0)
-      luaL_unref(lsched_cbstate(g->ls), LUA_REGISTRYINDEX, g->self_ref);
+      luaL_unref(ac__lsched_cbstate(g->ls), LUA_REGISTRYINDEX, g->self_ref);
     return;
   }
   lua_State *from = ld->out_L, *co = g->task->co;
@@ -57,7 +57,7 @@ static void many_on_waiter(ac_load_waiter_t *w, ac_load_t *load, int status) {
   } else {
     s->status = status != 0 ? status : AC_ENOMEM;
   }
-  if (--g->pending == 0) lsched_wake(g->task, NULL);
+  if (--g->pending == 0) ac__lsched_wake(g->task, NULL);
 }
 
 /* t[keys[i]] = the value at idx (t at tidx, keys at 2). */
@@ -125,25 +125,25 @@ static int many_join(lua_State *L) {
     int found = ac_cache_get(c->cache, k.tag, k.p, k.len, &r);
     if (found == AC_HIT) {
       lua_pushvalue(L, 7);
-      lcache_push_value(L, c, r.slot);
+      ac__lcache_push_value(L, c, r.slot);
       lua_settable(L, 4);
     } else {
       ac_load_t *f = found == AC_JOIN ? r.load : NULL;
       if (f == NULL && batch != 0) {
-        if (g->task == NULL) g->task = lsched_park(L, "cache:get_many()");
+        if (g->task == NULL) g->task = ac__lsched_park(L, "cache:get_many()");
         lload_spec spec = {LOAD_GET, k.tag, k.p, k.len, 0, 7, 7, ttl, 0, batch};
-        f = lbatch_enqueue(L, c, &spec);
+        f = ac__lbatch_enqueue(L, c, &spec);
       }
-      if (f != NULL && lload_waits_for(f, lsched_current(c->ls))) {
+      if (f != NULL && ac__lload_waits_for(f, ac__lsched_current(c->ls))) {
         /* A batch loader asking for a key of its own batch: that key
          * fails at once instead of waiting for itself. */
         lua_pushvalue(L, 7);
-        lload_push_recursive(L, LOAD_GET, k.tag, k.p, k.len);
+        ac__lload_push_recursive(L, LOAD_GET, k.tag, k.p, k.len);
         lua_settable(L, 5);
         f = NULL;
       }
       if (f != NULL) {
-        if (g->task == NULL) g->task = lsched_park(L, "cache:get_many()");
+        if (g->task == NULL) g->task = ac__lsched_park(L, "cache:get_many()");
         if (g->self_ref == LUA_NOREF) { /* before any waiter can run */
           lua_pushvalue(L, 6);
           g->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -159,8 +159,8 @@ static int many_join(lua_State *L) {
   return 0;
 }
 
-int lcache_get_many(lua_State *L) {
-  lcache *c = lcache_check(L, 1, "get_many");
+int ac__lcache_get_many(lua_State *L) {
+  lcache *c = ac__lcache_check(L, 1, "get_many");
   if (lua_type(L, 2) != LUA_TTABLE)
     return luaL_error(L, "cache:get_many(): keys must be a table (a list of keys), got %s",
                       luaL_typename(L, 2));
@@ -169,11 +169,11 @@ int lcache_get_many(lua_State *L) {
   if (!lua_isnil(L, 3)) {
     if (!lua_istable(L, 3))
       return luaL_error(L, "cache:get_many(): opts must be a table, got %s", luaL_typename(L, 3));
-    ltype_check_options(L, 3, "cache:get_many()", GET_MANY_OPTIONS);
-    if (lua_getfield(L, 3, "ttl") != LUA_TNIL) ttl = lcache_check_ttl(L, -1, "cache:get_many()");
+    ac__ltype_check_options(L, 3, "cache:get_many()", GET_MANY_OPTIONS);
+    if (lua_getfield(L, 3, "ttl") != LUA_TNIL) ttl = ac__lcache_check_ttl(L, -1, "cache:get_many()");
     lua_pop(L, 1);
     lua_getfield(L, 3, "batch_loader");
-    if (!lua_isnil(L, -1)) lcache_check_callable(L, -1, "cache:get_many()", "batch_loader");
+    if (!lua_isnil(L, -1)) ac__lcache_check_callable(L, -1, "cache:get_many()", "batch_loader");
     lua_replace(L, 3);
   }
   if (lua_isnil(L, 3) && c->batch_fn_ref != LUA_NOREF) {
@@ -209,7 +209,7 @@ int lcache_get_many(lua_State *L) {
   /* Parked up front: inside the pcall below the coroutine cannot be
    * parked (a C pcall makes it non-yieldable); many_join raises the usual
    * message when a key must wait and there is no task. */
-  if (lsched_can_wait(L)) g->task = lsched_park(L, "cache:get_many()");
+  if (ac__lsched_can_wait(L)) g->task = ac__lsched_park(L, "cache:get_many()");
   lua_pushcfunction(L, many_join);
   for (int i = 1; i <= 6; i++) lua_pushvalue(L, i);
   lua_pushnumber(L, ttl);

@@ -29,7 +29,7 @@ typedef struct {
 static lmemo *check_memo(lua_State *L, const char *fname) {
   lmemo *m = lua_touserdata(L, 1);
   if (m == NULL || lua_rawlen(L, 1) != sizeof(lmemo) || m->magic != MEMO_MAGIC)
-    m = ltype_check_self(L, 1, MEMO_MT, fname);
+    m = ac__ltype_check_self(L, 1, MEMO_MT, fname);
   return m;
 }
 
@@ -37,13 +37,13 @@ static lmemo *check_memo(lua_State *L, const char *fname) {
 static lcache *memo_cache(lua_State *L, const char *fname) {
   lua_getiuservalue(L, 1, 1);
   lua_replace(L, 1);
-  return lcache_check(L, 1, fname);
+  return ac__lcache_check(L, 1, fname);
 }
 
 /* The key of a call whose arguments are at 2..top. */
 static void memo_key(lua_State *L, lmemo *m, int top, largs *k) {
-  largs_init(L, k);
-  largs_encode(k, 2 + m->skip, top);
+  ac__largs_init(L, k);
+  ac__largs_encode(k, 2 + m->skip, top);
 }
 
 static int memo_call(lua_State *L) {
@@ -56,16 +56,16 @@ static int memo_call(lua_State *L) {
   ac_lookup_t r;
   int found = ac_cache_get(c->cache, LKEY_ARGS, k.p, k.n, &r);
   if (found == AC_HIT) { /* a hit: the packed results, unpacked */
-    largs_done(&k);
-    lcache_push_value(L, c, r.slot);
-    return lcache_unpack(L, lua_gettop(L));
+    ac__largs_done(&k);
+    ac__lcache_push_value(L, c, r.slot);
+    return ac__lcache_unpack(L, lua_gettop(L));
   }
   lua_getiuservalue(L, 1, 2); /* fn at top+1 */
-  largs_pin(&k);              /* the key must outlive a yield */
+  ac__largs_pin(&k);              /* the key must outlive a yield */
   memo_cache(L, "__call");    /* the cache replaces the memo at 1 */
   lload_spec spec = {LOAD_CALL, LKEY_ARGS, k.p, k.n, top + 1, 2, top,
                      0, k.identity, 0};
-  return lcache_miss(L, c, &spec, found == AC_JOIN ? r.load : NULL);
+  return ac__lcache_miss(L, c, &spec, found == AC_JOIN ? r.load : NULL);
 }
 
 /* memo:invalidate_cache(...): drops the entry of a call with these
@@ -77,7 +77,7 @@ static int memo_invalidate(lua_State *L) {
   largs k;
   memo_key(L, m, top, &k);
   int removed = ac_cache_delete(c->cache, LKEY_ARGS, k.p, k.n) == 0;
-  largs_done(&k);
+  ac__largs_done(&k);
   lua_pushboolean(L, removed);
   return 1;
 }
@@ -89,23 +89,23 @@ static int bypass_done(lua_State *L, int status, lua_KContext ctx) {
   lmemo *m = lua_touserdata(L, 1);
   int nres = lua_gettop(L) - top;
   lua_getiuservalue(L, 1, 1);
-  lcache *c = lcache_check(L, -1, "bypass");
+  lcache *c = ac__lcache_check(L, -1, "bypass");
   lua_pop(L, 1);
   if (nres == 0 || lua_isnil(L, top + 1)) {
     /* nil is not cached (as in a call): the old entry goes. */
     largs k;
     memo_key(L, m, top, &k);
     ac_cache_delete(c->cache, LKEY_ARGS, k.p, k.n);
-    largs_done(&k);
+    ac__largs_done(&k);
     return nres;
   }
   /* Pack a copy of the results, keep the originals to return. */
   for (int i = 1; i <= nres; i++) lua_pushvalue(L, top + i);
-  lcache_pack(L, nres);
+  ac__lcache_pack(L, nres);
   int packed = lua_gettop(L);
   largs k;
   memo_key(L, m, top, &k);
-  largs_pin(&k); /* first: what follows may raise; lcache_store takes the top */
+  ac__largs_pin(&k); /* first: what follows may raise; ac__lcache_store takes the top */
   if (k.identity) {
     lua_createtable(L, top - 1, 0);
     for (int i = 2; i <= top; i++) {
@@ -115,7 +115,7 @@ static int bypass_done(lua_State *L, int status, lua_KContext ctx) {
     lua_setfield(L, packed, "args");
   }
   lua_pushvalue(L, packed);
-  lcache_store(L, c, LKEY_ARGS, k.p, k.n, 0);
+  ac__lcache_store(L, c, LKEY_ARGS, k.p, k.n, 0);
   lua_settop(L, top + nres);
   return nres;
 }
@@ -167,7 +167,7 @@ static int memo_tostring(lua_State *L) {
 
 /* memoize(cache, fn, skip_args) */
 static int memoize(lua_State *L) {
-  lcache_check(L, 1, "memoize");
+  ac__lcache_check(L, 1, "memoize");
   luaL_checkany(L, 2);
   lua_Integer skip = luaL_checkinteger(L, 3);
   luaL_argcheck(L, skip >= 0 && skip < 250, 3, "skip_args out of range");
@@ -189,7 +189,7 @@ static int is_memo(lua_State *L) {
   return 1;
 }
 
-void lmemo_open(lua_State *L) {
+void ac__lmemo_open(lua_State *L) {
   static const luaL_Reg methods[] = {
       {"invalidate_cache", memo_invalidate},
       {"bypass", memo_bypass},
@@ -201,7 +201,7 @@ void lmemo_open(lua_State *L) {
   static const luaL_Reg meta[] = {{"__call", memo_call},
                                   {"__tostring", memo_tostring},
                                   {NULL, NULL}};
-  ltype_register(L, MEMO_MT, "decorated function", methods, meta);
+  ac__ltype_register(L, MEMO_MT, "decorated function", methods, meta);
   lua_pushcfunction(L, memoize);
   lua_pushcfunction(L, is_memo);
 }

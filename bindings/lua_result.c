@@ -12,7 +12,7 @@ static void release_result(lpending *p) {
   ac__free(p); /* held is the first member */
 }
 
-lresult *lresult_new(lsched *ls, int refs) {
+lresult *ac__lresult_new(lsched *ls, int refs) {
   lresult *r = ac__malloc(sizeof *r);
   if (r == NULL) return NULL;
   r->ls = ls;
@@ -23,13 +23,13 @@ lresult *lresult_new(lsched *ls, int refs) {
   r->held.release = NULL;
   /* A task holding a reference may never run again (the state closes
    * while it waits): the scheduler frees the result then. */
-  lsched_hold(ls, &r->held, release_result);
+  ac__lsched_hold(ls, &r->held, release_result);
   return r;
 }
 
-lresult *lresult_from_stack(lua_State *L, int n, int refs) {
+lresult *ac__lresult_from_stack(lua_State *L, int n, int refs) {
   int base = lua_gettop(L) - n;
-  lresult *r = lresult_new(lsched_get(L), refs);
+  lresult *r = ac__lresult_new(ac__lsched_get(L), refs);
   if (r == NULL) luaL_error(L, "out of memory");
   lua_createtable(L, n, 0);
   for (int i = 1; i <= n; i++) {
@@ -46,16 +46,16 @@ lresult *lresult_from_stack(lua_State *L, int n, int refs) {
  * freed, never counted. */
 static lresult oom_result = {{NULL, NULL, NULL}, NULL, 1, 0, LUA_NOREF, "not enough memory"};
 
-lresult *lresult_oom(void) { return &oom_result; }
+lresult *ac__lresult_oom(void) { return &oom_result; }
 
-void lresult_release(lua_State *L, lresult *r) {
+void ac__lresult_release(lua_State *L, lresult *r) {
   if (r == NULL || r == &oom_result || --r->refs > 0) return;
   luaL_unref(L, LUA_REGISTRYINDEX, r->ref);
-  lsched_drop(r->ls, &r->held);
+  ac__lsched_drop(r->ls, &r->held);
   ac__free(r);
 }
 
-int lresult_push(lua_State *L, const lresult *r) {
+int ac__lresult_push(lua_State *L, const lresult *r) {
   if (r->ref == LUA_NOREF) {
     if (r->cerr[0] == '\0') return 0;
     lua_pushnil(L);

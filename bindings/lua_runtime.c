@@ -17,7 +17,7 @@
 static int l_spawn(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
   int nargs = lua_gettop(L) - 1;
-  ltask *t = lsched_spawn(L, TASK_SPAWN, nargs);
+  ltask *t = ac__lsched_spawn(L, TASK_SPAWN, nargs);
   lua_pushthread(t->co);
   lua_xmove(t->co, L, 1);
   return 1;
@@ -31,8 +31,8 @@ static int run_inline_done(lua_State *L, int status, lua_KContext ctx) {
 
 static int l_run(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
-  lsched *ls = lsched_get(L);
-  if (lsched_task_of(ls, L) != NULL) {
+  lsched *ls = ac__lsched_get(L);
+  if (ac__lsched_task_of(ls, L) != NULL) {
     /* Already in a task (a script under acache, say): fn can simply run
      * here, it may wait like any task. */
     lua_callk(L, lua_gettop(L) - 1, LUA_MULTRET, 0, run_inline_done);
@@ -43,7 +43,7 @@ static int l_run(lua_State *L) {
                       "runtime.run cannot drive the loop from here (the loop "
                       "is already running): call fn from a task, or use "
                       "runtime.spawn(fn)");
-  ltask *t = lsched_spawn(L, TASK_RUN, lua_gettop(L) - 1);
+  ltask *t = ac__lsched_spawn(L, TASK_RUN, lua_gettop(L) - 1);
   ls->in_run = 1;
   while (!t->finished) {
     int alive = ac_sched_once(ls->sched);
@@ -68,7 +68,7 @@ static int l_run(lua_State *L) {
   luaL_checkstack(L, n, "too many results");
   lua_xmove(t->co, L, n);
   int ok = t->status == LUA_OK;
-  lsched_forget(ls, L, t);
+  ac__lsched_forget(ls, L, t);
   if (!ok) return lua_error(L);
   return n;
 }
@@ -84,8 +84,8 @@ typedef struct {
 
 static void on_sleep(ac_timer_t *timer, void *data) {
   lsleep *s = data;
-  lsched_drop(s->ls, &s->held);
-  lsched_wake(s->task, NULL);
+  ac__lsched_drop(s->ls, &s->held);
+  ac__lsched_wake(s->task, NULL);
   ac_timer_free(timer);
   ac__free(s);
 }
@@ -101,11 +101,11 @@ static int l_sleep(lua_State *L) {
   double secs = luaL_checknumber(L, 1);
   luaL_argcheck(L, secs >= 0 && !isnan(secs), 1,
                 "seconds must be a non-negative number");
-  ltask *t = lsched_park(L, "runtime.sleep()");
+  ltask *t = ac__lsched_park(L, "runtime.sleep()");
   lsched *ls = t->ls;
   if (secs == 0) {
-    lsched_wake(t, NULL);
-    return lsched_yield(L);
+    ac__lsched_wake(t, NULL);
+    return ac__lsched_yield(L);
   }
   lsleep *s = ac__malloc(sizeof *s);
   if (s != NULL) s->timer = ac_timer_new(ls->sched, on_sleep, s);
@@ -117,22 +117,22 @@ static int l_sleep(lua_State *L) {
   s->task = t;
   s->ls = ls;
   s->held.release = NULL;
-  lsched_hold(ls, &s->held, release_sleep);
+  ac__lsched_hold(ls, &s->held, release_sleep);
   ac_timer_start(s->timer, secs, 0);
-  return lsched_yield(L);
+  return ac__lsched_yield(L);
 }
 
 /* ---- the rest ---------------------------------------------------------- */
 
 /* Could the running coroutine wait here (is it a task, and yieldable)? */
 static int l_can_wait(lua_State *L) {
-  lua_pushboolean(L, lsched_task_of(lsched_get(L), L) != NULL);
+  lua_pushboolean(L, ac__lsched_task_of(ac__lsched_get(L), L) != NULL);
   return 1;
 }
 
 /* The precise monotonic clock (for measuring), or fake time. */
 static int l_now(lua_State *L) {
-  ac_sched_t *s = lsched_sched(lsched_get(L));
+  ac_sched_t *s = ac__lsched_sched(ac__lsched_get(L));
   lua_pushnumber(L, ac_sched_clock_is_fake(s) ? ac_sched_now(s)
                                               : ac_clock_precise());
   return 1;
@@ -140,7 +140,7 @@ static int l_now(lua_State *L) {
 
 static int l_set_error_hook(lua_State *L) {
   if (!lua_isnoneornil(L, 1)) luaL_checktype(L, 1, LUA_TFUNCTION);
-  lsched *ls = lsched_get(L);
+  lsched *ls = ac__lsched_get(L);
   luaL_unref(L, LUA_REGISTRYINDEX, ls->hook_ref);
   ls->hook_ref = LUA_NOREF;
   if (!lua_isnoneornil(L, 1)) {
@@ -154,13 +154,13 @@ int luaopen_cache_runtime_core(lua_State *L) {
   static const luaL_Reg funcs[] = {
       {"run", l_run},         {"spawn", l_spawn},
       {"sleep", l_sleep},     {"now", l_now},
-      {"event", levent_new},  {"fake_clock", lclock_fake},
+      {"event", ac__levent_new},  {"fake_clock", ac__lclock_fake},
       {"set_error_hook", l_set_error_hook},
       {"can_wait", l_can_wait},
       {NULL, NULL}};
-  levent_register(L);
-  lclock_register(L);
-  lsched_get(L);
+  ac__levent_register(L);
+  ac__lclock_register(L);
+  ac__lsched_get(L);
   luaL_newlib(L, funcs);
   return 1;
 }

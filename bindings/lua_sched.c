@@ -1,6 +1,6 @@
 /* The scheduler state of a Lua state (struct in lsched_state.h).
  *
- * Created on first use (lsched_get) or by a host (lsched_install), kept in
+ * Created on first use (ac__lsched_get) or by a host (ac__lsched_install), kept in
  * a full userdata under a registry key whose __gc tears it down when the
  * state closes.  It holds the core scheduler, the registry of pending
  * memory (lpending: a doubly linked list of what only an event that may
@@ -15,7 +15,7 @@
 
 static const char LSCHED_KEY = 'S';
 
-void lsched_hold(lsched *ls, lpending *p, void (*release)(lpending *p)) {
+void ac__lsched_hold(lsched *ls, lpending *p, void (*release)(lpending *p)) {
   if (p->release != NULL) return;
   p->release = release;
   p->prev = NULL;
@@ -24,7 +24,7 @@ void lsched_hold(lsched *ls, lpending *p, void (*release)(lpending *p)) {
   ls->pending = p;
 }
 
-void lsched_drop(lsched *ls, lpending *p) {
+void ac__lsched_drop(lsched *ls, lpending *p) {
   if (p->release == NULL) return;
   if (p->prev) p->prev->next = p->next; else ls->pending = p->next;
   if (p->next) p->next->prev = p->prev;
@@ -37,7 +37,7 @@ static int lsched_gc(lua_State *L) {
   while (ls->pending != NULL) {
     lpending *p = ls->pending;
     void (*release)(lpending *) = p->release;
-    lsched_drop(ls, p);
+    ac__lsched_drop(ls, p);
     release(p);
   }
   if (ls->sched == NULL) return 0;
@@ -46,7 +46,7 @@ static int lsched_gc(lua_State *L) {
   return 0;
 }
 
-lsched *lsched_install(lua_State *L, ac_sched_t *sched, int owns_sched) {
+lsched *ac__lsched_install(lua_State *L, ac_sched_t *sched, int owns_sched) {
   lsched *ls = lua_newuserdatauv(L, sizeof *ls, 0);
   memset(ls, 0, sizeof *ls);
   ls->sched = sched;
@@ -61,11 +61,11 @@ lsched *lsched_install(lua_State *L, ac_sched_t *sched, int owns_sched) {
   lua_newtable(L);
   ls->tasks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   ls->hook_ref = LUA_NOREF;
-  ac_sched_set_pass(sched, lsched_pass, ls);
+  ac_sched_set_pass(sched, ac__lsched_pass, ls);
   return ls;
 }
 
-lsched *lsched_get(lua_State *L) {
+lsched *ac__lsched_get(lua_State *L) {
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &LSCHED_KEY) == LUA_TUSERDATA) {
     lsched *ls = lua_touserdata(L, -1);
     lua_pop(L, 1);
@@ -75,15 +75,15 @@ lsched *lsched_get(lua_State *L) {
   int err;
   ac_sched_t *s = ac_sched_new(NULL, &err);
   if (s == NULL) luaL_error(L, "cannot start the event loop: %s", ac_strerror(err));
-  return lsched_install(L, s, 1);
+  return ac__lsched_install(L, s, 1);
 }
 
-ac_sched_t *lsched_sched(lsched *ls) { return ls->sched; }
-uv_loop_t *lsched_loop(lsched *ls) { return ac_sched_loop(ls->sched); }
-lua_State *lsched_cbstate(lsched *ls) { return ls->cbL; }
-unsigned lsched_error_count(lsched *ls) { return ls->errors; }
+ac_sched_t *ac__lsched_sched(lsched *ls) { return ls->sched; }
+uv_loop_t *ac__lsched_loop(lsched *ls) { return ac_sched_loop(ls->sched); }
+lua_State *ac__lsched_cbstate(lsched *ls) { return ls->cbL; }
+unsigned ac__lsched_error_count(lsched *ls) { return ls->errors; }
 
-void lsched_report(lsched *ls, lua_State *L, lua_State *co) {
+void ac__lsched_report(lsched *ls, lua_State *L, lua_State *co) {
   int err = lua_gettop(L);
   if (co != NULL) {
     const char *msg = lua_tostring(L, err);

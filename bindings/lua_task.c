@@ -6,8 +6,8 @@
  * afterwards since an inline loader runs inside another task), clearing
  * `parked`, and re-queueing a task that yielded without parking.  It has
  * two callers: resume_queued, the ready-queue callback of every task, and
- * lsched_start_loader, a loader's first run inline.  Queued tasks run
- * inside lsched_pass, one lua_pcall per pass of the loop (not one per
+ * ac__lsched_start_loader, a loader's first run inline.  Queued tasks run
+ * inside ac__lsched_pass, one lua_pcall per pass of the loop (not one per
  * task), so no Lua error unwinds through libuv. */
 #include <string.h>
 
@@ -53,7 +53,7 @@ static ltask *new_task(lsched *ls, lua_State *L, int kind) {
   return t;
 }
 
-void lsched_forget(lsched *ls, lua_State *L, ltask *t) {
+void ac__lsched_forget(lsched *ls, lua_State *L, ltask *t) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, ls->tasks_ref);
   lua_pushthread(t->co);
   lua_xmove(t->co, L, 1);
@@ -62,11 +62,11 @@ void lsched_forget(lsched *ls, lua_State *L, ltask *t) {
   lua_pop(L, 1);
 }
 
-ltask *lsched_spawn(lua_State *L, int kind, int nargs) {
-  lsched *ls = lsched_get(L);
+ltask *ac__lsched_spawn(lua_State *L, int kind, int nargs) {
+  lsched *ls = ac__lsched_get(L);
   ltask *t = new_task(ls, L, kind);
   if (!lua_checkstack(t->co, nargs + 1)) { /* xmove does not grow it */
-    lsched_forget(ls, L, t);
+    ac__lsched_forget(ls, L, t);
     luaL_error(L, "too many arguments");
   }
   lua_xmove(L, t->co, nargs + 1);
@@ -83,16 +83,16 @@ static void resume_queued(ac_task_t *q) {
   lsched *ls = t->ls;
   lua_State *co = t->co;
   if (t->abandoned) {
-    lresult_release(ls->cbL, t->wake);
+    ac__lresult_release(ls->cbL, t->wake);
     t->wake = NULL;
-    lsched_forget(ls, ls->cbL, t);
+    ac__lsched_forget(ls, ls->cbL, t);
     return;
   }
   int nargs = t->nargs;
   t->nargs = 0;
   if (t->wake != NULL) {
-    nargs += lresult_push(co, t->wake);
-    lresult_release(co, t->wake);
+    nargs += ac__lresult_push(co, t->wake);
+    ac__lresult_release(co, t->wake);
     t->wake = NULL;
   }
   int nres, st = resume(t, ls->cbL, nargs, &nres);
@@ -109,36 +109,36 @@ static void resume_queued(ac_task_t *q) {
     default:
       if (st != LUA_OK) {
         lua_xmove(co, ls->cbL, 1);
-        lsched_report(ls, ls->cbL, co);
+        ac__lsched_report(ls, ls->cbL, co);
       }
-      lsched_forget(ls, ls->cbL, t);
+      ac__lsched_forget(ls, ls->cbL, t);
       break;
   }
 }
 
 /* ---- loaders ----------------------------------------------------------- */
 
-ltask *lsched_loader(lsched *ls, lua_State *L) {
+ltask *ac__lsched_loader(lsched *ls, lua_State *L) {
   if (ls->npool > 0) return ls->pool[--ls->npool];
   /* Made on L, the running coroutine, so an out-of-memory error is raised
    * where the caller can see it (not on another thread's stack). */
   return new_task(ls, L, TASK_LOADER);
 }
 
-int lsched_can_wait(lua_State *L) { return lsched_task_of(lsched_get(L), L) != NULL; }
+int ac__lsched_can_wait(lua_State *L) { return ac__lsched_task_of(ac__lsched_get(L), L) != NULL; }
 
-void lsched_release_loader(lsched *ls, ltask *t, int status) {
+void ac__lsched_release_loader(lsched *ls, ltask *t, int status) {
   t->done = NULL;
   t->done_ud = NULL;
   if (status == LUA_OK && ls->npool < LSCHED_POOL_MAX) {
     lua_settop(t->co, 0);
     ls->pool[ls->npool++] = t;
   } else {
-    lsched_forget(ls, ls->cbL, t);
+    ac__lsched_forget(ls, ls->cbL, t);
   }
 }
 
-int lsched_start_loader(lsched *ls, lua_State *L, ltask *t, int nargs,
+int ac__lsched_start_loader(lsched *ls, lua_State *L, ltask *t, int nargs,
                         int *nres) {
   (void)ls; /* t->ls */
   return resume(t, L, nargs, nres);
@@ -154,7 +154,7 @@ static int drain(lua_State *L) {
   return 0;
 }
 
-void lsched_pass(ac_sched_t *s, void *ud) {
+void ac__lsched_pass(ac_sched_t *s, void *ud) {
   lsched *ls = ud;
   (void)s;
   lua_State *L = ls->cbL;
@@ -162,13 +162,13 @@ void lsched_pass(ac_sched_t *s, void *ud) {
   lua_pushlightuserdata(L, ls);
   if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
     ls->in_pass = 0;
-    lsched_report(ls, L, NULL);
+    ac__lsched_report(ls, L, NULL);
   }
 }
 
 /* ---- parking and waking ------------------------------------------------ */
 
-ltask *lsched_task_of(lsched *ls, lua_State *L) {
+ltask *ac__lsched_task_of(lsched *ls, lua_State *L) {
   if (!lua_isyieldable(L)) return NULL;
   lua_rawgeti(L, LUA_REGISTRYINDEX, ls->tasks_ref);
   lua_pushthread(L);
@@ -178,8 +178,8 @@ ltask *lsched_task_of(lsched *ls, lua_State *L) {
   return (t != NULL && t->co == L) ? t : NULL;
 }
 
-ltask *lsched_check_task(lua_State *L, const char *what) {
-  ltask *t = lsched_task_of(lsched_get(L), L);
+ltask *ac__lsched_check_task(lua_State *L, const char *what) {
+  ltask *t = ac__lsched_task_of(ac__lsched_get(L), L);
   if (t == NULL)
     luaL_error(L,
                "%s must wait, which needs a coroutine run by the cache "
@@ -189,8 +189,8 @@ ltask *lsched_check_task(lua_State *L, const char *what) {
   return t;
 }
 
-ltask *lsched_park(lua_State *L, const char *what) {
-  ltask *t = lsched_check_task(L, what);
+ltask *ac__lsched_park(lua_State *L, const char *what) {
+  ltask *t = ac__lsched_check_task(L, what);
   t->parked = 1;
   return t;
 }
@@ -200,15 +200,15 @@ static int resumed(lua_State *L, int status, lua_KContext base) {
   return lua_gettop(L) - (int)base;
 }
 
-int lsched_yield(lua_State *L) {
+int ac__lsched_yield(lua_State *L) {
   return lua_yieldk(L, 0, (lua_KContext)lua_gettop(L), resumed);
 }
 
-void lsched_wake(ltask *t, lresult *res) {
+void ac__lsched_wake(ltask *t, lresult *res) {
   t->wake = res;
   t->waiting = NULL;
   ac_sched_post(t->ls->sched, &t->q);
 }
 
-int lsched_in_task(lsched *ls) { return ls->current != NULL; }
-ltask *lsched_current(lsched *ls) { return ls->current; }
+int ac__lsched_in_task(lsched *ls) { return ls->current != NULL; }
+ltask *ac__lsched_current(lsched *ls) { return ls->current; }

@@ -5,7 +5,7 @@
 
 #include "ltype.h"
 
-void ltype_register(lua_State *L, const char *tname, const char *display,
+void ac__ltype_register(lua_State *L, const char *tname, const char *display,
                     const luaL_Reg *methods, const luaL_Reg *meta) {
   if (luaL_newmetatable(L, tname)) {
     lua_newtable(L);
@@ -20,11 +20,11 @@ void ltype_register(lua_State *L, const char *tname, const char *display,
   lua_pop(L, 1);
 }
 
-int ltype_argerror(lua_State *L, const char *fname, int arg, const char *msg) {
+int ac__ltype_argerror(lua_State *L, const char *fname, int arg, const char *msg) {
   return luaL_error(L, "bad argument #%d to '%s' (%s)", arg, fname, msg);
 }
 
-void *ltype_check_self(lua_State *L, int idx, const char *tname,
+void *ac__ltype_check_self(lua_State *L, int idx, const char *tname,
                        const char *fname) {
   void *p = luaL_testudata(L, idx, tname);
   if (p != NULL) return p;
@@ -34,11 +34,11 @@ void *ltype_check_self(lua_State *L, int idx, const char *tname,
     expected = lua_tostring(L, -1);
   const char *got = luaL_typename(L, idx);
   if (luaL_getmetafield(L, idx, "__name") == LUA_TSTRING) got = lua_tostring(L, -1);
-  ltype_argerror(L, fname, 1, lua_pushfstring(L, "%s expected, got %s", expected, got));
+  ac__ltype_argerror(L, fname, 1, lua_pushfstring(L, "%s expected, got %s", expected, got));
   return NULL;
 }
 
-const char *ltype_describe(lua_State *L, int idx) {
+const char *ac__ltype_describe(lua_State *L, int idx) {
   switch (lua_type(L, idx)) {
     case LUA_TNUMBER:
       if (isnan(lua_tonumber(L, idx))) return lua_pushliteral(L, "nan");
@@ -52,7 +52,7 @@ const char *ltype_describe(lua_State *L, int idx) {
   }
 }
 
-void ltype_check_options(lua_State *L, int idx, const char *who,
+void ac__ltype_check_options(lua_State *L, int idx, const char *who,
                          const char *const allowed[]) {
   idx = lua_absindex(L, idx);
   lua_pushnil(L);
@@ -67,7 +67,7 @@ void ltype_check_options(lua_State *L, int idx, const char *who,
     if (known) continue;
     luaL_Buffer b;
     const char *name = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
-                                                       : ltype_describe(L, -1);
+                                                       : ac__ltype_describe(L, -1);
     luaL_buffinit(L, &b);
     luaL_addstring(&b, who);
     luaL_addstring(&b, ": unknown option '");
@@ -88,13 +88,13 @@ static int push_string(lua_State *L) {
   return 1;
 }
 
-void ltype_push_safe(lua_State *L, const char *s) {
+void ac__ltype_push_safe(lua_State *L, const char *s) {
   lua_pushcfunction(L, push_string);
   lua_pushlightuserdata(L, (void *)s);
   lua_pcall(L, 1, 1, 0); /* the string, or the memory error's message */
 }
 
-int ltype_protect(lua_State *L, lua_CFunction fn, int n) {
+int ac__ltype_protect(lua_State *L, lua_CFunction fn, int n) {
   lua_pushcfunction(L, fn);
   lua_insert(L, -(n + 1));
   return lua_pcall(L, n, 0, 0);

@@ -47,7 +47,7 @@ typedef struct {
 static int visit(lwalk *w, int idx);
 static int visit_table(lwalk *w, int t);
 
-void lwalk_init(lwalk *w, lua_State *L, const lwalk_visitor *v, void *ud,
+void ac__lwalk_init(lwalk *w, lua_State *L, const lwalk_visitor *v, void *ud,
                 int flags) {
   w->L = L;
   w->v = v;
@@ -58,12 +58,12 @@ void lwalk_init(lwalk *w, lua_State *L, const lwalk_visitor *v, void *ud,
   w->opaque = 0;
 }
 
-int lwalk_value(lwalk *w, int idx) {
+int ac__lwalk_value(lwalk *w, int idx) {
   if (idx < 0 && idx > LUA_REGISTRYINDEX) idx = lua_gettop(w->L) + idx + 1;
   return visit(w, idx);
 }
 
-const char *lwalk_strerror(int rc) {
+const char *ac__lwalk_strerror(int rc) {
   switch (rc) {
     case LWALK_OK: return "no error";
     case LWALK_ECYCLE: return "cyclic table";

@@ -45,7 +45,7 @@ static int warm_done(lua_State *L, int status, lua_KContext ctx) {
 /* warm_one(cache, key, loader-or-opts) -> value, err: the body of one
  * key's task. */
 static int warm_one(lua_State *L) {
-  lua_pushcfunction(L, lcache_get);
+  lua_pushcfunction(L, ac__lcache_get);
   lua_insert(L, 1);
   int st = lua_pcallk(L, 3, 2, 0, 0, warm_done);
   return warm_done(L, st, 0);
@@ -67,10 +67,10 @@ static void warm_finished(warm_slot *s, ltask *t, int st, int nres) {
     lua_pop(t->co, st == LUA_OK ? nres : 1);
     s->lost = 1;
   }
-  lsched_release_loader(g->ls, t, st);
+  ac__lsched_release_loader(g->ls, t, st);
   if (--g->pending > 0) return;
-  if (g->abandoned) luaL_unref(lsched_cbstate(g->ls), LUA_REGISTRYINDEX, g->self_ref);
-  else lsched_wake(g->task, NULL);
+  if (g->abandoned) luaL_unref(ac__lsched_cbstate(g->ls), LUA_REGISTRYINDEX, g->self_ref);
+  else ac__lsched_wake(g->task, NULL);
 }
 
 static void on_task_done(ltask *t, int st, int nres) {
@@ -137,9 +137,9 @@ static int warm_start(lua_State *L) {
   double ttl = lua_tonumber(L, 4);
   int n = (int)(lua_rawlen(L, 2) / 2);
   for (int i = 0; i < n; i++) {
-    ltask *t = lsched_loader(g->ls, L);
+    ltask *t = ac__lsched_loader(g->ls, L);
     if (!lua_checkstack(t->co, 5) || !lua_checkstack(L, 6)) {
-      lsched_release_loader(g->ls, t, LUA_OK);
+      ac__lsched_release_loader(g->ls, t, LUA_OK);
       return luaL_error(L, "not enough memory");
     }
     lua_pushcfunction(L, warm_one);
@@ -160,17 +160,17 @@ static int warm_start(lua_State *L) {
     t->done = on_task_done;
     t->done_ud = &g->slot[i];
     g->pending++;
-    int nres, st = lsched_start_loader(g->ls, L, t, 3, &nres);
+    int nres, st = ac__lsched_start_loader(g->ls, L, t, 3, &nres);
     if (st == LUA_YIELD) continue;
     g->pending--;
     if (st == LUA_OK && nres == 2) {
       lua_xmove(t->co, L, 2);
-      lsched_release_loader(g->ls, t, st);
+      ac__lsched_release_loader(g->ls, t, st);
       lua_rawseti(L, 5, i * 2 + 2); /* err */
       lua_rawseti(L, 5, i * 2 + 1); /* value */
     } else {
       lua_pop(t->co, st == LUA_OK ? nres : 1);
-      lsched_release_loader(g->ls, t, st);
+      ac__lsched_release_loader(g->ls, t, st);
       g->slot[i].lost = 1;
     }
   }
@@ -183,11 +183,11 @@ static void check_key(lua_State *L, int idx) {
       !(t == LUA_TNUMBER && isnan(lua_tonumber(L, idx))))
     return;
   luaL_error(L, "cache:warmup(): key must be a string, number or boolean, got %s",
-             ltype_describe(L, idx));
+             ac__ltype_describe(L, idx));
 }
 
-int lcache_warmup(lua_State *L) {
-  lcache *c = lcache_check(L, 1, "warmup");
+int ac__lcache_warmup(lua_State *L) {
+  lcache *c = ac__lcache_check(L, 1, "warmup");
   lua_settop(L, 3);
   if (lua_type(L, 2) != LUA_TTABLE)
     return luaL_error(L, "cache:warmup(): loaders must be a table of key = loader, got %s",
@@ -196,9 +196,9 @@ int lcache_warmup(lua_State *L) {
   if (!lua_isnil(L, 3)) {
     if (lua_type(L, 3) != LUA_TTABLE)
       return luaL_error(L, "cache:warmup(): opts must be a table, got %s", luaL_typename(L, 3));
-    ltype_check_options(L, 3, "cache:warmup()", WARMUP_OPTIONS);
+    ac__ltype_check_options(L, 3, "cache:warmup()", WARMUP_OPTIONS);
     lua_pushliteral(L, "ttl");
-    if (lua_rawget(L, 3) != LUA_TNIL) ttl = lcache_check_ttl(L, -1, "cache:warmup()");
+    if (lua_rawget(L, 3) != LUA_TNIL) ttl = ac__lcache_check_ttl(L, -1, "cache:warmup()");
     lua_pop(L, 1);
   }
   /* 4: the missing keys and their loaders, as a list of pairs. */
@@ -207,7 +207,7 @@ int lcache_warmup(lua_State *L) {
   lua_pushnil(L);
   while (lua_next(L, 2) != 0) {
     check_key(L, -2);
-    if (!lcache_is_callable(L, -1))
+    if (!ac__lcache_is_callable(L, -1))
       return luaL_error(L, "cache:warmup(): the loader for key %s must be a function, got %s",
                         luaL_tolstring(L, -2, NULL), luaL_typename(L, -2));
     lkey k;
@@ -225,13 +225,13 @@ int lcache_warmup(lua_State *L) {
     lua_pushnil(L);
     return 2;
   }
-  if (!lsched_can_wait(L))
+  if (!ac__lsched_can_wait(L))
     return luaL_error(L, "cache:warmup() must wait for its loads, which needs a coroutine run by "
                          "the cache runtime: call it inside runtime.run(fn) or "
                          "runtime.spawn(fn), or run the script with acache");
   lua_settop(L, 4);
   warm_group *g = lua_newuserdatauv(L, sizeof *g + (size_t)n * sizeof(warm_slot), 0); /* 5 */
-  g->task = lsched_park(L, "cache:warmup()");
+  g->task = ac__lsched_park(L, "cache:warmup()");
   g->ls = c->ls;
   g->pending = 0;
   g->abandoned = 0;

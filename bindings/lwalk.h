@@ -1,6 +1,6 @@
 /* One walker over Lua values (internal): argument keys and MessagePack.
  *
- * lwalk_value visits a value depth first and tells a visitor what it
+ * ac__lwalk_value visits a value depth first and tells a visitor what it
  * meets, in a data model of nil, booleans, integers, floats, strings,
  * arrays, maps and opaque values.  Tables are read raw: metatables
  * (__pairs, __index, __len) are ignored.
@@ -117,12 +117,12 @@ typedef struct lwalk {
 /* Prepares a walk; v (kept by pointer) and ud are passed to every
  * callback.  One lwalk may walk several values in turn (an argument
  * list): w->opaque adds up. */
-void lwalk_init(lwalk *w, lua_State *L, const lwalk_visitor *v, void *ud,
+void ac__lwalk_init(lwalk *w, lua_State *L, const lwalk_visitor *v, void *ud,
                 int flags);
 /* Visits the value at idx.  Returns LWALK_OK, an LWALK_E* code or a
  * callback's nonzero result; the stack is as it was, in every case. */
-int lwalk_value(lwalk *w, int idx);
+int ac__lwalk_value(lwalk *w, int idx);
 /* A static message for an LWALK_E* code ("cyclic table", ...). */
-const char *lwalk_strerror(int rc);
+const char *ac__lwalk_strerror(int rc);
 
 #endif

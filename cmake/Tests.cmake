@@ -187,3 +187,9 @@ if(VALGRIND AND NOT AC_SANITIZE)
   # status (9 on an error or a leak).
   set_tests_properties(valgrind.host_c PROPERTIES TIMEOUT 300 LABELS valgrind)
 endif()
+
+# The static archives define no global symbol outside the ac_ namespace.
+add_test(NAME c.symbols_prefixed
+         COMMAND sh ${CMAKE_SOURCE_DIR}/tools/check-symbols.sh
+                 $<TARGET_FILE:asynccache_static> $<TARGET_FILE:asynccache_lua_static>)
+set_tests_properties(c.symbols_prefixed PROPERTIES TIMEOUT 60 LABELS c)
