@@ -3,16 +3,17 @@
 #   - busted specs (spec/*_spec.lua) run with lua5.4 against the build tree;
 #   - the examples, run as a user would.
 
-file(GLOB AC_C_TESTS ${CMAKE_SOURCE_DIR}/runtime/test/test_*.c)
-foreach(src ${AC_C_TESTS})
+# Registers each case of a C test binary (a TEST(name) at the start of a
+# line, see runtime/test/test_harness.h) as its own CTest test, run in its
+# own process with a timeout.
+function(ac_add_c_test src lib timeout)
   get_filename_component(name ${src} NAME_WE)
   add_executable(${name} ${src})
   target_include_directories(${name} PRIVATE ${CMAKE_SOURCE_DIR}/runtime
-                             ${CMAKE_SOURCE_DIR}/runtime/test)
+                             ${CMAKE_SOURCE_DIR}/runtime/test ${CMAKE_SOURCE_DIR}/bindings)
+  target_compile_definitions(${name} PRIVATE AC_LUA_SRC_DIR="${CMAKE_SOURCE_DIR}/lua")
   target_compile_options(${name} PRIVATE ${AC_WARNINGS})
-  target_link_libraries(${name} PRIVATE asynccache_static)
-  # Each test binary lists its cases with --list; every case runs in its
-  # own process with a timeout.
+  target_link_libraries(${name} PRIVATE ${lib})
   execute_process(COMMAND grep -oE "^TEST\\(([a-z0-9_]+)\\)" ${src}
                   OUTPUT_VARIABLE cases)
   string(REGEX MATCHALL "TEST\\(([a-z0-9_]+)\\)" cases "${cases}")
@@ -20,8 +21,18 @@ foreach(src ${AC_C_TESTS})
   foreach(c ${cases})
     string(REGEX REPLACE "TEST\\(([a-z0-9_]+)\\)" "\\1" case ${c})
     add_test(NAME c.${name}.${case} COMMAND ${name} ${case})
-    set_tests_properties(c.${name}.${case} PROPERTIES TIMEOUT 60 LABELS c)
+    set_tests_properties(c.${name}.${case} PROPERTIES TIMEOUT ${timeout} LABELS c)
   endforeach()
+endfunction()
+
+# The core's tests link the core alone; the binding's, the embedding library.
+file(GLOB AC_C_TESTS ${CMAKE_SOURCE_DIR}/runtime/test/test_*.c)
+foreach(src ${AC_C_TESTS})
+  ac_add_c_test(${src} asynccache_static 60)
+endforeach()
+file(GLOB AC_BINDING_TESTS ${CMAKE_SOURCE_DIR}/bindings/test/test_*.c)
+foreach(src ${AC_BINDING_TESTS})
+  ac_add_c_test(${src} asynccache_lua_static 300)
 endforeach()
 
 find_program(LUA54 NAMES lua5.4 REQUIRED)
@@ -154,28 +165,6 @@ add_test(NAME example.install
                  ${CMAKE_SOURCE_DIR} ${CMAKE_BINARY_DIR} ${CMAKE_BINARY_DIR}/install-check)
 set_tests_properties(example.install PROPERTIES TIMEOUT 300 LABELS example
   ENVIRONMENT "${AC_INSTALL_ENV}")
-
-# C tests of the binding (bindings/test/test_*.c): like the core's, one
-# process per case, linked with the embedding library.
-file(GLOB AC_BINDING_TESTS ${CMAKE_SOURCE_DIR}/bindings/test/test_*.c)
-foreach(src ${AC_BINDING_TESTS})
-  get_filename_component(name ${src} NAME_WE)
-  add_executable(${name} ${src})
-  target_include_directories(${name} PRIVATE ${CMAKE_SOURCE_DIR}/runtime
-                             ${CMAKE_SOURCE_DIR}/runtime/test ${CMAKE_SOURCE_DIR}/bindings)
-  target_compile_definitions(${name} PRIVATE AC_LUA_SRC_DIR="${CMAKE_SOURCE_DIR}/lua")
-  target_compile_options(${name} PRIVATE ${AC_WARNINGS})
-  target_link_libraries(${name} PRIVATE asynccache_lua_static)
-  execute_process(COMMAND grep -oE "^TEST\\(([a-z0-9_]+)\\)" ${src}
-                  OUTPUT_VARIABLE cases)
-  string(REGEX MATCHALL "TEST\\(([a-z0-9_]+)\\)" cases "${cases}")
-  set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${src})
-  foreach(c ${cases})
-    string(REGEX REPLACE "TEST\\(([a-z0-9_]+)\\)" "\\1" case ${c})
-    add_test(NAME c.${name}.${case} COMMAND ${name} ${case})
-    set_tests_properties(c.${name}.${case} PROPERTIES TIMEOUT 300 LABELS c)
-  endforeach()
-endforeach()
 # The C host of the core alone (no Lua): one load for five waiters, the
 # values freed through ops.removed, the loop closed at the end.
 add_test(NAME example.host_c COMMAND host_c)
