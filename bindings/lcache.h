@@ -38,7 +38,9 @@ typedef struct lload {
   lcache *c;
   int mode;        /* LOAD_GET or LOAD_CALL */
   int anchor_ref;  /* LOAD_CALL: the arguments, kept alive with the entry */
-  int cache_ref;   /* anchors the cache while the loader runs in background */
+  int on_stack;    /* values below the loader's function on its thread (the
+                      cache, anchored there): a finished thread counts
+                      them among its results */
   ltask *loader;   /* the task running the load's function, or NULL */
   lresult *result; /* an outcome without values (timeout, close), shared */
   lpending held;   /* held by the scheduler while its loader runs on its own */

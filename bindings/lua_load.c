@@ -35,7 +35,6 @@ void ac__lload_init(ac_load_t *ld, lcache *c, int mode) {
   d->c = c;
   d->mode = mode;
   d->anchor_ref = LUA_NOREF;
-  d->cache_ref = LUA_NOREF;
 }
 
 lresult *ac__lload_status_result(ac_load_t *ld, int status) {
@@ -189,7 +188,6 @@ void ac__lload_settle(lua_State *L, ac_load_t *ld, int v, int nout, int failed,
     d->out = lua_gettop(L) - d->out_n + 1;
   }
   /* What the lload holds goes before the load (and the lload) is freed. */
-  luaL_unref(L, LUA_REGISTRYINDEX, d->cache_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, d->anchor_ref);
   ac__lsched_drop(c->ls, &d->held);
   ac_load_finish(ld, failed ? AC_ELOAD : 0, slot);
@@ -226,6 +224,7 @@ static int finish_load(lua_State *L, ac_load_t *ld, ltask *t, int st, int nres,
   int base = lua_gettop(L);
   int failed = st != LUA_OK;
   if (failed) nres = 1;
+  else nres -= d->on_stack; /* the anchored cache is no result */
   if (mode == LOAD_GET && nres > 2) { /* only v, err matter */
     lua_pop(t->co, nres - 2);
     nres = 2;
@@ -352,7 +351,7 @@ static int lead(lua_State *L, lcache *c, const lload_spec *spec, ltask *me) {
   int nargs = spec->last >= spec->first ? spec->last - spec->first + 1 : 0;
   luaL_checkstack(L, nargs + 2, "too many arguments");
   ltask *t = ac__lsched_loader(c->ls, L);
-  if (!lua_checkstack(t->co, nargs + 1)) {
+  if (!lua_checkstack(t->co, nargs + 2)) {
     ac__lsched_release_loader(c->ls, t, LUA_OK);
     return luaL_error(L, "too many arguments");
   }
@@ -365,29 +364,29 @@ static int lead(lua_State *L, lcache *c, const lload_spec *spec, ltask *me) {
     }
     anchor_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
-  /* The cache's anchor for a loader that goes on in the background, taken
-   * now: nothing may raise once the load is open. */
-  lua_pushvalue(L, 1);
-  int cache_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   ac_load_t *ld;
   int rc = ac_cache_lead(c->cache, spec->tag, spec->key, spec->len, spec->ttl, &ld);
   if (rc != 0) {
     luaL_unref(L, LUA_REGISTRYINDEX, anchor_ref);
-    luaL_unref(L, LUA_REGISTRYINDEX, cache_ref);
     ac__lsched_release_loader(c->ls, t, LUA_OK);
     return luaL_error(L, "cannot load: %s", ac_strerror(rc));
   }
   ac__lload_init(ld, c, spec->mode);
   lload *d = lload_of(ld);
   d->anchor_ref = anchor_ref;
-  d->cache_ref = cache_ref;
   /* No backend in this version: the core always answers AC_LEAD. */
   (void)ac_load_begin(ld);
   t->done = on_loader_done;
   t->done_ud = ld;
+  /* The cache goes below the function on the loader's stack: it anchors
+   * the cache for as long as the loader runs, also in the background,
+   * without a registry reference per miss (the thread's stack is cleared
+   * when it goes back to the pool). */
+  lua_pushvalue(L, 1);
   lua_pushvalue(L, spec->fn);
   for (int i = 0; i < nargs; i++) lua_pushvalue(L, spec->first + i);
-  lua_xmove(L, t->co, nargs + 1);
+  lua_xmove(L, t->co, nargs + 2);
+  d->on_stack = 1;
   /* While the loader runs inline, its caller waits for this load. */
   d->loader = t;
   if (me != NULL) me->waiting = ld;
