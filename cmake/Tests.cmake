@@ -180,8 +180,10 @@ endforeach()
 # The documentation (docs/*.md, see docs/index.md "Examples that run"):
 # each page's examples run with their output checked (tools/docs-run.lua;
 # C examples are compiled with the project's warnings against the build
-# tree's headers and libasynccache-lua.a).  Labelled "example" too, so
-# the sanitizer build runs them; -L docs selects them.
+# tree's headers and libasynccache-lua.a), every relative link resolves
+# (tools/docs-links.lua) and every public name is mentioned
+# (tools/docs-api.lua, which derives the list from the code).  Labelled
+# "example" too, so the sanitizer build runs them; -L docs selects them.
 file(GLOB AC_DOC_PAGES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/docs/*.md)
 set(AC_DOCS_ARGS --src ${CMAKE_SOURCE_DIR} --build ${CMAKE_BINARY_DIR}
     --work ${CMAKE_BINARY_DIR}/docs-run --acache $<TARGET_FILE:acache>
@@ -225,3 +227,8 @@ if(VALGRIND AND NOT AC_SANITIZE)
     endif()
   endforeach()
 endif()
+add_test(NAME docs.links
+         COMMAND ${LUA54} ${CMAKE_SOURCE_DIR}/tools/docs-links.lua ${CMAKE_SOURCE_DIR})
+add_test(NAME docs.api
+         COMMAND acache ${CMAKE_SOURCE_DIR}/tools/docs-api.lua ${CMAKE_SOURCE_DIR})
+set_tests_properties(docs.links docs.api PROPERTIES TIMEOUT 60 LABELS "example;docs")
