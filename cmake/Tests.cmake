@@ -182,3 +182,59 @@ add_test(NAME c.symbols_prefixed
          COMMAND sh ${CMAKE_SOURCE_DIR}/tools/check-symbols.sh
                  $<TARGET_FILE:asynccache_static> $<TARGET_FILE:asynccache_lua_static>)
 set_tests_properties(c.symbols_prefixed PROPERTIES TIMEOUT 60 LABELS c)
+
+# The documentation (docs/*.md, see docs/index.md "Examples that run"):
+# each page's examples run with their output checked (tools/docs-run.lua;
+# C examples are compiled with the project's warnings against the build
+# tree's headers and libasynccache-lua.a), every relative link resolves
+# (tools/docs-links.lua) and every public name is mentioned
+# (tools/docs-api.lua, which derives the list from the code).  Labelled
+# "example" too, so the sanitizer build runs them; -L docs selects them.
+file(GLOB AC_DOC_PAGES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/docs/*.md)
+set(AC_DOCS_ARGS --src ${CMAKE_SOURCE_DIR} --build ${CMAKE_BINARY_DIR}
+    --work ${CMAKE_BINARY_DIR}/docs-run --acache $<TARGET_FILE:acache>
+    --lua ${LUA54} --cc ${CMAKE_C_COMPILER})
+foreach(flag ${AC_WARNINGS} -std=gnu11 -I${CMAKE_SOURCE_DIR}/runtime/include
+        -I${CMAKE_SOURCE_DIR}/bindings/include ${LUA_CFLAGS} ${LIBUV_CFLAGS})
+  list(APPEND AC_DOCS_ARGS --cflag ${flag})
+endforeach()
+if(AC_SANITIZE)
+  list(APPEND AC_DOCS_ARGS --cflag -fsanitize=address,undefined --cflag -fno-omit-frame-pointer)
+endif()
+foreach(lib $<TARGET_FILE:asynccache_lua_static> $<TARGET_FILE:asynccache_static>
+        ${LUA_LDFLAGS} ${LIBUV_LDFLAGS} -lm)
+  list(APPEND AC_DOCS_ARGS --lib ${lib})
+endforeach()
+foreach(page ${AC_DOC_PAGES})
+  get_filename_component(name ${page} NAME_WE)
+  add_test(NAME docs.run.${name}
+           COMMAND ${LUA54} ${CMAKE_SOURCE_DIR}/tools/docs-run.lua ${AC_DOCS_ARGS} ${page})
+  set_tests_properties(docs.run.${name} PROPERTIES TIMEOUT 300 LABELS "example;docs")
+  if(AC_README_ENV) # the sanitizer settings, LD_PRELOAD only for lua5.4
+    set_tests_properties(docs.run.${name} PROPERTIES ENVIRONMENT "${AC_README_ENV}")
+  endif()
+endforeach()
+# The C examples again under valgrind (regular build only), as the C hosts
+# of examples/ are: uninitialised reads, and leaks at exit.
+if(VALGRIND AND NOT AC_SANITIZE)
+  set(AC_DOCS_VALGRIND_ARGS ${AC_DOCS_ARGS})
+  list(TRANSFORM AC_DOCS_VALGRIND_ARGS REPLACE "/docs-run$" "/docs-valgrind")
+  foreach(w ${AC_VALGRIND})
+    list(APPEND AC_DOCS_VALGRIND_ARGS --wrap ${w})
+  endforeach()
+  foreach(page ${AC_DOC_PAGES})
+    get_filename_component(name ${page} NAME_WE)
+    file(STRINGS ${page} c_runs REGEX "^```c run")
+    if(c_runs)
+      add_test(NAME valgrind.docs.${name}
+               COMMAND ${LUA54} ${CMAKE_SOURCE_DIR}/tools/docs-run.lua ${AC_DOCS_VALGRIND_ARGS}
+                       --only c ${page})
+      set_tests_properties(valgrind.docs.${name} PROPERTIES TIMEOUT 300 LABELS "valgrind;docs")
+    endif()
+  endforeach()
+endif()
+add_test(NAME docs.links
+         COMMAND ${LUA54} ${CMAKE_SOURCE_DIR}/tools/docs-links.lua ${CMAKE_SOURCE_DIR})
+add_test(NAME docs.api
+         COMMAND acache ${CMAKE_SOURCE_DIR}/tools/docs-api.lua ${CMAKE_SOURCE_DIR})
+set_tests_properties(docs.links docs.api PROPERTIES TIMEOUT 60 LABELS "example;docs")
