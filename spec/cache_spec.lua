@@ -710,19 +710,34 @@ describe("cache.AsyncCache", function()
       assert.equal(0, m.size)
     end))
 
-    it("expired entries nobody reads are removed by the background sweep", in_run(function()
+    it("expired entries nobody reads are removed by the background sweep", with_fake_clock(function(clock)
       -- At most 16 entries, so that a store that breaks past 16 (see
       -- "capacity" below) fails that test only.
-      local c = cache.AsyncCache{ default_ttl = 0.1 }
+      local c = cache.AsyncCache{ default_ttl = 1 }
       for i = 1, 12 do c:set("ttl" .. i, i) end
       for i = 1, 3 do c:set("forever" .. i, i, { ttl = math.huge }) end
       assert.equal(15, c:get_metrics().size)
-      sleep(2.2) -- the sweep runs every second
+      clock:advance(0.999)
+      assert.equal(15, c:get_metrics().size)
+      clock:advance(0.101) -- past the TTL by a sweep_interval (0.1 by default)
       local m = c:get_metrics()
       assert.equal(3, m.size)
       assert.equal(12, m.expirations)
       assert.equal(0, m.misses)
       for i = 1, 3 do assert.equal(i, c:get("forever" .. i)) end
+    end))
+
+    it("opts.sweep_interval spaces the slices of the sweep", with_fake_clock(function(clock)
+      local c = cache.AsyncCache{ default_ttl = 1, sweep_interval = 5 }
+      for i = 1, 12 do c:set(i, i) end
+      clock:advance(4.999) -- expired, but no slice has run yet
+      assert.equal(12, c:get_metrics().size)
+      assert.equal(0, c:get_metrics().expirations)
+      clock:advance(0.001)
+      local m = c:get_metrics()
+      assert.equal(0, m.size)
+      assert.equal(12, m.expirations)
+      assert.equal(0, m.misses)
     end))
   end)
 
@@ -750,10 +765,12 @@ describe("cache.AsyncCache", function()
           for i = 1, 40 do if c:get(round .. ":" .. i) ~= i then lost = lost + 1 end end
           if c:get_metrics().size ~= 40 then lost = lost + 1 end
         end
-        -- and the sweep goes over such a store
+        -- and the sweep goes over such a store (on the fake clock: a
+        -- second of slices without the wait)
+        local clock <close> = runtime.fake_clock(0)
         local c = cache.AsyncCache{ default_ttl = 0.05 }
         for i = 1, 100 do c:set(i, i) end
-        runtime.run(function() runtime.sleep(1.2) end)
+        runtime.run(function() clock:advance(1) end)
         io.write("lost ", lost, ", left ", c:get_metrics().size, "\n")
       ]])
       assert.equal("lost 0, left 0\n", out)
