@@ -675,6 +675,17 @@ describe("cache.AsyncCache", function()
       assert.equal(2, c:get_metrics().expirations)
     end))
 
+    it("counts the TTL of a loaded value from when the loader returns", with_fake_clock(function(clock)
+      local c = cache.AsyncCache{ default_ttl = 1 }
+      local r = go(c.get, c, "k", function() sleep(0.5); return "v" end)
+      clock:advance(0.5)
+      assert.equal("v", r[1])
+      clock:advance(0.999)
+      assert.equal("v", c:get("k"))
+      clock:advance(0.001)
+      assert.is_false(c:contains("k"))
+    end))
+
     it("math.huge means never, overriding default_ttl", with_fake_clock(function(clock)
       local c = cache.AsyncCache{ default_ttl = 1 }
       c:set("s", 1, { ttl = math.huge })
