@@ -9,10 +9,9 @@
 -- run in one pass of the scheduler and fall into one batch window; sleep(0)
 -- moves a task to the next pass.  Tests where a window must outlast some
 -- passes, or a load_timeout must cut a batch, run on the fake clock
--- (h.with_fake_clock).  Real sleeps only step past a TTL with a margin of
--- tens of milliseconds (the store's TTL clock is not the scheduler's yet);
--- no test asserts a duration, and every test waits for the loaders it
--- starts.
+-- (h.with_fake_clock), as do the TTL tests, which step to just before a
+-- deadline and onto it; no test sleeps for real past a TTL, no test
+-- asserts a duration, and every test waits for the loaders it starts.
 local cache = require "cache"
 local runtime = require "cache.runtime"
 local h = require "helpers"
@@ -417,37 +416,65 @@ describe("batch loading", function()
   end)
 
   describe("TTL", function()
-    it("stores batch results with the cache's default_ttl", in_run(function()
+    -- On the fake clock with batch_window_ms = 0, so that batches are
+    -- stored at 0 and a ttl of 1 ends exactly at 1.
+    it("stores batch results with the cache's default_ttl", with_fake_clock(function(clock)
       local s = recorder()
-      local c = cache.AsyncCache{ batch_loader = s.loader, default_ttl = 0.05 }
+      local c = cache.AsyncCache{ batch_loader = s.loader, default_ttl = 1, batch_window_ms = 0 }
       gets(c, { "a", "b" })
       assert.equal("a!", c:get("a"))
-      sleep(0.12)
+      clock:advance(0.999)
+      assert.is_true(c:contains("a"))
+      assert.is_true(c:contains("b"))
+      clock:advance(0.001)
       assert.is_false(c:contains("a"))
+      assert.is_false(c:contains("b"))
       gets(c, { "a", "b" })
       assert.same({ { "a", "b" }, { "a", "b" } }, s.calls)
     end))
 
-    it("stores batch results with a per-call ttl", in_run(function()
+    it("stores batch results with a per-call ttl", with_fake_clock(function(clock)
       local s = recorder()
-      local c = cache.AsyncCache{ batch_loader = s.loader } -- no default TTL
+      local c = cache.AsyncCache{ batch_loader = s.loader, batch_window_ms = 0 } -- no default TTL
       concurrently({ "short", "long" }, function(k)
-        return c:get(k, k == "short" and { ttl = 0.05 } or nil)
+        return c:get(k, k == "short" and { ttl = 1 } or nil)
       end)
       assert.same({ { "short", "long" } }, s.calls)
-      sleep(0.12)
+      clock:advance(0.999)
+      assert.is_true(c:contains("short"))
+      clock:advance(0.001)
       assert.is_false(c:contains("short"))
       assert.is_true(c:contains("long"))
       assert.equal("short!", c:get("short"))
       assert.same({ { "short", "long" }, { "short" } }, s.calls)
+      clock:advance(86400)
+      assert.is_true(c:contains("long"))
     end))
 
-    it("takes a per-call ttl with a per-call batch loader", in_run(function()
+    it("counts the TTL from when the batch loader returns, not from the get", with_fake_clock(function(clock)
       local s = recorder()
-      local c = cache.AsyncCache()
-      c:get("a", { batch_loader = s.loader, ttl = 0.05 })
+      local c = cache.AsyncCache{ default_ttl = 1, batch_window_ms = 250, batch_loader = function(keys)
+        sleep(0.25)
+        return s.loader(keys)
+      end }
+      local r = go(gets, c, { "a", "b" })
+      clock:advance(0.5) -- the window, then the loader
+      assert.same({ { n = 1, "a!" }, { n = 1, "b!" } }, r[1])
+      clock:advance(0.999)
       assert.is_true(c:contains("a"))
-      sleep(0.12)
+      clock:advance(0.001)
+      assert.is_false(c:contains("a"))
+      assert.is_false(c:contains("b"))
+      assert.equal(1, #s.calls)
+    end))
+
+    it("takes a per-call ttl with a per-call batch loader", with_fake_clock(function(clock)
+      local s = recorder()
+      local c = cache.AsyncCache{ batch_window_ms = 0 }
+      c:get("a", { batch_loader = s.loader, ttl = 1 })
+      clock:advance(0.999)
+      assert.is_true(c:contains("a"))
+      clock:advance(0.001)
       assert.is_false(c:contains("a"))
     end))
   end)
@@ -540,14 +567,18 @@ describe("batch loading", function()
       assert.same({ a = "a!", b = "b!" }, r[2][1])
     end))
 
-    it("takes opts.batch_loader and opts.ttl", in_run(function()
+    it("takes opts.batch_loader and opts.ttl", with_fake_clock(function(clock)
       local s = recorder()
-      local c = cache.AsyncCache()
-      local values = c:get_many({ "a", "b" }, { batch_loader = s.loader, ttl = 0.05 })
+      local c = cache.AsyncCache{ batch_window_ms = 0 } -- stored at 0: ttl 1 ends at 1
+      local values = c:get_many({ "a", "b" }, { batch_loader = s.loader, ttl = 1 })
       assert.same({ a = "a!", b = "b!" }, values)
       assert.same({ { "a", "b" } }, s.calls)
-      sleep(0.12)
+      clock:advance(0.999)
+      assert.is_true(c:contains("a"))
+      assert.is_true(c:contains("b"))
+      clock:advance(0.001)
       assert.is_false(c:contains("a"))
+      assert.is_false(c:contains("b"))
     end))
 
     it("without a batch loader returns the hits only", in_run(function()

@@ -4,12 +4,11 @@
 -- Every test that needs the loop drives it itself with runtime.run (not
 -- busted's async).  Order is set with events and sleep(0) (a loader that
 -- sleeps 0 suspends until every task already queued has run: the callers
--- spawned with it have joined).  Load timeouts run on the fake clock
--- (h.with_fake_clock).  Real sleeps are left only to step past a TTL, with
--- a margin of tens of milliseconds (the TTL clock ticks every few ms), and
--- for the background sweep: the store's TTL clock is not the scheduler's
--- yet.  No test asserts a duration.  Tests wait for the loaders they start,
--- so no task is left running into the next test.
+-- spawned with it have joined).  Load timeouts, TTLs and the background
+-- sweep run on the fake clock (h.with_fake_clock): a test steps to just
+-- before a deadline and onto it, and no test sleeps for real past a TTL.
+-- No test asserts a duration.  Tests wait for the loaders they start, so
+-- no task is left running into the next test.
 local cache = require "cache"
 local runtime = require "cache.runtime"
 local h = require "helpers"
@@ -607,14 +606,19 @@ describe("cache.AsyncCache", function()
   end)
 
   describe("TTL", function()
-    it("default_ttl expires entries", in_run(function()
-      local c = cache.AsyncCache{ default_ttl = 0.05 }
+    -- On the fake clock, set at 0: an entry with ttl t is alive at
+    -- t - 0.001 and gone at t (a deadline has passed when now >= it).
+    it("default_ttl expires entries when their TTL has passed", with_fake_clock(function(clock)
+      local c = cache.AsyncCache{ default_ttl = 1 }
       local l = counted(function() return "loaded" end)
       c:set("s", "set")
       c:get("g", l.loader)
+      clock:advance(0.999)
       assert.equal("set", c:get("s"))
       assert.equal("loaded", c:get("g", l.loader))
-      sleep(0.12)
+      assert.equal(1, l.calls)
+      assert.equal(0, c:get_metrics().expirations)
+      clock:advance(0.001)
       assert.is_false(c:contains("s"))
       assert.is_nil(c:get("s"))
       assert.equal("loaded", c:get("g", l.loader))
@@ -622,65 +626,94 @@ describe("cache.AsyncCache", function()
       assert.equal(2, c:get_metrics().expirations)
     end))
 
-    it("an entry is fresh before its TTL", in_run(function()
+    it("an entry is fresh before its TTL; reads do not extend it", with_fake_clock(function(clock)
       local c = cache.AsyncCache{ default_ttl = 5 }
       c:set("k", "v")
-      sleep(0.05)
+      clock:advance(2.5)
+      assert.equal("v", c:get("k"))
+      clock:advance(2.499)
       assert.equal("v", c:get("k"))
       assert.equal(0, c:get_metrics().expirations)
-    end))
-
-    it("set's opts.ttl overrides default_ttl", in_run(function()
-      local c = cache.AsyncCache{ default_ttl = 3600 }
-      c:set("short", 1, { ttl = 0.05 })
-      c:set("default", 2)
-      sleep(0.12)
-      assert.is_nil(c:get("short"))
-      assert.equal(2, c:get("default"))
+      clock:advance(0.001)
+      assert.is_nil(c:get("k"))
       assert.equal(1, c:get_metrics().expirations)
     end))
 
-    it("get's opts.ttl applies to the loaded value", in_run(function()
+    it("set's opts.ttl overrides default_ttl", with_fake_clock(function(clock)
+      local c = cache.AsyncCache{ default_ttl = 3600 }
+      c:set("short", 1, { ttl = 1 })
+      c:set("default", 2)
+      clock:advance(1)
+      assert.is_nil(c:get("short"))
+      assert.equal(2, c:get("default"))
+      assert.equal(1, c:get_metrics().expirations)
+      clock:advance(3598.999)
+      assert.equal(2, c:get("default"))
+      clock:advance(0.001)
+      assert.is_nil(c:get("default"))
+      assert.equal(2, c:get_metrics().expirations)
+    end))
+
+    it("get's opts.ttl applies to the loaded value", with_fake_clock(function(clock)
       local c = cache.AsyncCache()
       local l = counted(function() return "v" end)
       local ly = counted(function() sleep(0); return "vy" end)
-      c:get("k", { loader = l.loader, ttl = 0.05 })
-      c:get("ky", { loader = ly.loader, ttl = 0.05 }) -- a loader that yields
+      c:get("k", { loader = l.loader, ttl = 1 })
+      c:get("ky", { loader = ly.loader, ttl = 1 }) -- a loader that yields
       c:get("forever", { loader = l.loader })
-      assert.equal("v", c:get("k", { loader = l.loader, ttl = 0.05 }))
+      assert.equal("v", c:get("k", { loader = l.loader, ttl = 1 }))
       assert.equal(2, l.calls)
-      sleep(0.12)
-      assert.equal("v", c:get("k", { loader = l.loader, ttl = 0.05 }))
-      assert.equal("vy", c:get("ky", { loader = ly.loader, ttl = 0.05 }))
+      clock:advance(0.999)
+      assert.equal("vy", c:get("ky", { loader = ly.loader, ttl = 1 }))
+      assert.equal(1, ly.calls)
+      clock:advance(0.001)
+      assert.equal("v", c:get("k", { loader = l.loader, ttl = 1 }))
+      assert.equal("vy", c:get("ky", { loader = ly.loader, ttl = 1 }))
       assert.equal(3, l.calls)
       assert.equal(2, ly.calls)
       assert.is_true(c:contains("forever"))
       assert.equal(2, c:get_metrics().expirations)
     end))
 
-    it("math.huge means never, overriding default_ttl", in_run(function()
-      local c = cache.AsyncCache{ default_ttl = 0.05 }
+    it("counts the TTL of a loaded value from when the loader returns", with_fake_clock(function(clock)
+      local c = cache.AsyncCache{ default_ttl = 1 }
+      local r = go(c.get, c, "k", function() sleep(0.5); return "v" end)
+      clock:advance(0.5)
+      assert.equal("v", r[1])
+      clock:advance(0.999)
+      assert.equal("v", c:get("k"))
+      clock:advance(0.001)
+      assert.is_false(c:contains("k"))
+    end))
+
+    it("math.huge means never, overriding default_ttl", with_fake_clock(function(clock)
+      local c = cache.AsyncCache{ default_ttl = 1 }
       c:set("s", 1, { ttl = math.huge })
       c:get("g", { loader = function() return 2 end, ttl = math.huge })
       c:set("d", 3)
-      sleep(0.12)
+      clock:advance(86400)
       assert.equal(1, c:get("s"))
       assert.equal(2, c:get("g"))
       assert.is_nil(c:get("d"))
     end))
 
-    it("a set replaces the TTL of the key", in_run(function()
+    it("a set replaces the TTL of the key", with_fake_clock(function(clock)
       local c = cache.AsyncCache()
-      c:set("k", 1, { ttl = 0.05 })
+      c:set("k", 1, { ttl = 1 })
       c:set("k", 2)
-      sleep(0.12)
+      clock:advance(86400)
       assert.equal(2, c:get("k"))
+      c:set("k", 3, { ttl = 1 }) -- and a TTL given later counts from then
+      clock:advance(0.999)
+      assert.equal(3, c:get("k"))
+      clock:advance(0.001)
+      assert.is_nil(c:get("k"))
     end))
 
-    it("counts each expiration", in_run(function()
-      local c = cache.AsyncCache{ default_ttl = 0.05 }
+    it("counts each expiration", with_fake_clock(function(clock)
+      local c = cache.AsyncCache{ default_ttl = 1 }
       for i = 1, 5 do c:set(i, i) end
-      sleep(0.12)
+      clock:advance(1)
       for i = 1, 5 do assert.is_nil(c:get(i)) end
       local m = c:get_metrics()
       assert.equal(5, m.expirations)
@@ -688,19 +721,34 @@ describe("cache.AsyncCache", function()
       assert.equal(0, m.size)
     end))
 
-    it("expired entries nobody reads are removed by the background sweep", in_run(function()
+    it("expired entries nobody reads are removed by the background sweep", with_fake_clock(function(clock)
       -- At most 16 entries, so that a store that breaks past 16 (see
       -- "capacity" below) fails that test only.
-      local c = cache.AsyncCache{ default_ttl = 0.1 }
+      local c = cache.AsyncCache{ default_ttl = 1 }
       for i = 1, 12 do c:set("ttl" .. i, i) end
       for i = 1, 3 do c:set("forever" .. i, i, { ttl = math.huge }) end
       assert.equal(15, c:get_metrics().size)
-      sleep(2.2) -- the sweep runs every second
+      clock:advance(0.999)
+      assert.equal(15, c:get_metrics().size)
+      clock:advance(0.101) -- past the TTL by a sweep_interval (0.1 by default)
       local m = c:get_metrics()
       assert.equal(3, m.size)
       assert.equal(12, m.expirations)
       assert.equal(0, m.misses)
       for i = 1, 3 do assert.equal(i, c:get("forever" .. i)) end
+    end))
+
+    it("opts.sweep_interval spaces the slices of the sweep", with_fake_clock(function(clock)
+      local c = cache.AsyncCache{ default_ttl = 1, sweep_interval = 5 }
+      for i = 1, 12 do c:set(i, i) end
+      clock:advance(4.999) -- expired, but no slice has run yet
+      assert.equal(12, c:get_metrics().size)
+      assert.equal(0, c:get_metrics().expirations)
+      clock:advance(0.001)
+      local m = c:get_metrics()
+      assert.equal(0, m.size)
+      assert.equal(12, m.expirations)
+      assert.equal(0, m.misses)
     end))
   end)
 
@@ -728,10 +776,12 @@ describe("cache.AsyncCache", function()
           for i = 1, 40 do if c:get(round .. ":" .. i) ~= i then lost = lost + 1 end end
           if c:get_metrics().size ~= 40 then lost = lost + 1 end
         end
-        -- and the sweep goes over such a store
+        -- and the sweep goes over such a store (on the fake clock: a
+        -- second of slices without the wait)
+        local clock <close> = runtime.fake_clock(0)
         local c = cache.AsyncCache{ default_ttl = 0.05 }
         for i = 1, 100 do c:set(i, i) end
-        runtime.run(function() runtime.sleep(1.2) end)
+        runtime.run(function() clock:advance(1) end)
         io.write("lost ", lost, ", left ", c:get_metrics().size, "\n")
       ]])
       assert.equal("lost 0, left 0\n", out)
@@ -872,10 +922,13 @@ describe("cache.AsyncCache", function()
       assert.equal(1, l.calls)
     end))
 
-    it("returns false for an entry that has expired", in_run(function()
-      local c = cache.AsyncCache{ default_ttl = 0.05 }
+    it("returns false for an entry that has expired", with_fake_clock(function(clock)
+      local c = cache.AsyncCache{ default_ttl = 1 }
       c:set("k", 1)
-      sleep(0.12)
+      c:set("j", 2)
+      clock:advance(0.999)
+      assert.is_true(c:delete("j")) -- not yet
+      clock:advance(0.001)
       assert.is_false(c:contains("k"))
       -- An expired entry is already gone for every reader.
       assert.is_false(c:delete("k"))

@@ -6,10 +6,10 @@
 -- Every test that needs the loop drives it itself with runtime.run (not
 -- busted's async).  Concurrency is ordered with events and sleep(0) (one
 -- pass of the scheduler: a function that sleeps 0 suspends until the
--- callers spawned with it have joined); real sleeps only step past a TTL
--- with a margin of tens of milliseconds (the store's TTL clock is not the
--- scheduler's yet).  No test asserts a duration, and every test waits for
--- the calls it starts.
+-- callers spawned with it have joined).  TTLs run on the fake clock
+-- (h.with_fake_clock): a test steps to just before a deadline and onto it;
+-- none sleeps for real.  No test asserts a duration, and every test waits
+-- for the calls it starts.
 local cache = require "cache"
 local runtime = require "cache.runtime"
 local h = require "helpers"
@@ -17,6 +17,7 @@ local h = require "helpers"
 local spawn, sleep = runtime.spawn, runtime.sleep
 local pack = table.pack
 local in_run, counted, spawn_all, error_of = h.in_run, h.counted, h.spawn_all, h.error_of
+local with_fake_clock = h.with_fake_clock
 
 -- Decorates a counting function: returns the decorated function and the
 -- stats of fn.
@@ -615,12 +616,16 @@ describe("cache.AsyncTTL", function()
     end
   end))
 
-  it("expires an entry after time_to_live seconds", in_run(function()
+  -- On the fake clock (time starts at 0): a result cached at 0 with
+  -- time_to_live t is returned until t - 0.001 and is gone at t.
+  it("expires an entry after time_to_live seconds", with_fake_clock(function(clock)
     local n = 0
-    local f, s = ttl({ time_to_live = 0.05 }, function(k) n = n + 1; return k .. n end)
+    local f, s = ttl({ time_to_live = 1 }, function(k) n = n + 1; return k .. n end)
     assert.equal("a1", f("a"))
+    clock:advance(0.999)
     assert.equal("a1", f("a"))
-    sleep(0.12)
+    assert.equal(1, s.calls)
+    clock:advance(0.001)
     assert.equal("a2", f("a"))
     assert.equal(2, s.calls)
     assert.equal("a2", f("a")) -- the new entry lives on
@@ -628,25 +633,26 @@ describe("cache.AsyncTTL", function()
     assert.equal(1, f:get_metrics().expirations)
   end))
 
-  it("does not expire an entry before time_to_live", in_run(function()
+  it("does not expire an entry before time_to_live", with_fake_clock(function(clock)
     local f, s = ttl({ time_to_live = 30 }, identity)
     f(1)
-    sleep(0.1)
+    clock:advance(29.999)
     f(1)
     assert.equal(1, s.calls)
+    assert.equal(0, f:get_metrics().expirations)
   end))
 
-  it("never expires entries when time_to_live is nil", in_run(function()
+  it("never expires entries when time_to_live is nil", with_fake_clock(function(clock)
     local f, s = ttl({ time_to_live = nil }, identity)
     f(1)
-    sleep(0.1)
-    f(1)
-    assert.equal(1, s.calls)
     local g, sg = ttl(nil, identity)
     g(1)
-    sleep(0.05)
+    clock:advance(86400)
+    f(1)
+    assert.equal(1, s.calls)
     g(1)
     assert.equal(1, sg.calls)
+    assert.equal(0, f:get_metrics().expirations)
     assert.equal(0, g:get_metrics().expirations)
   end))
 

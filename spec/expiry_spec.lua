@@ -3,30 +3,23 @@
 -- that stay keep their values while the store shrinks (it renumbers them
 -- and the cache moves their values along).
 --
--- The sweeper runs on the real clock, so these specs sleep: they poll for
--- an outcome with a generous limit (seconds, where the sweeper needs tens
--- of milliseconds) and assert no duration.
+-- The caches are created on the fake clock (h.with_fake_clock), so their
+-- TTLs and their sweep run on it: a test steps time past the TTL and on by
+-- a second of sweep slices (the sweep of these 20000 entries needs about
+-- ten milliseconds of them: a slice every millisecond while it finds
+-- expired entries), then asserts the outcome.  Nothing sleeps for real and
+-- no test polls; a slice is still bounded by 1 ms of real time, so a much
+-- slower machine needs more slices, never more than the second gives.
 local cache = require "cache"
 local runtime = require "cache.runtime"
 local h = require "helpers"
 
-local sleep, now, spawn = runtime.sleep, runtime.now, runtime.spawn
-local in_run = h.in_run
-
--- Sleeps in steps until pred() holds or `limit` seconds pass; returns
--- whether it held.
-local function eventually(pred, limit)
-  local t0 = now()
-  while not pred() do
-    if now() - t0 > limit then return false end
-    sleep(0.01)
-  end
-  return true
-end
+local sleep = runtime.sleep
+local with_fake_clock, go = h.with_fake_clock, h.go
 
 describe("cache.AsyncCache active expiry", function()
 
-  it("removes entries nobody reads and gives their memory back; the rest keep their values", in_run(function()
+  it("removes entries nobody reads and gives their memory back; the rest keep their values", with_fake_clock(function(clock)
     local c = cache.AsyncCache{ maxsize = 20000 }
     local kept = {}
     for i = 1, 20000 do
@@ -38,9 +31,12 @@ describe("cache.AsyncCache active expiry", function()
       end
     end
     local full = c:get_metrics().memory_bytes
-    assert.is_true(eventually(function() return c:get_metrics().size == 200 end, 10))
-    assert.is_true(eventually(function() return c:get_metrics().memory_bytes < full / 10 end, 10))
+    clock:advance(0.049) -- not expired yet: nothing leaves
+    assert.equal(20000, c:get_metrics().size)
+    clock:advance(1.001)
     local m = c:get_metrics()
+    assert.equal(200, m.size)
+    assert.is_true(m.memory_bytes < full / 10)
     assert.equal(19800, m.expirations)
     assert.equal(0, m.hits + m.misses) -- the sweeper did it, not reads
     for i = 1, 20000 do
@@ -58,7 +54,7 @@ describe("cache.AsyncCache active expiry", function()
     for i = 1, 20000 do assert.equal(i, c:get("n" .. i)) end
   end))
 
-  it("keeps every value right while sets go on during the shrink", in_run(function()
+  it("keeps every value right while sets go on during the shrink", with_fake_clock(function(clock)
     local c = cache.AsyncCache{ maxsize = 30000 }
     local want = {}
     for i = 1, 20000 do
@@ -67,10 +63,10 @@ describe("cache.AsyncCache active expiry", function()
       c:set("a" .. i, { i }, { ttl = ttl })
     end
     for k in pairs(want) do want[k] = c:get(k) end
-    -- A writer adds long-lived keys all along, a few per pass of the loop.
+    -- A writer adds long-lived keys all along, five every millisecond,
+    -- between the slices of the sweep.
     local stop, n = false, 0
-    local writer_done = runtime.event()
-    spawn(function()
+    local writer = go(function()
       while not stop do
         for _ = 1, 5 do
           n = n + 1
@@ -80,16 +76,16 @@ describe("cache.AsyncCache active expiry", function()
         end
         sleep(0.001)
       end
-      writer_done:set()
     end)
     local full = c:get_metrics().memory_bytes
-    assert.is_true(eventually(function()
-      local m = c:get_metrics()
-      return m.expirations == 19600 and m.memory_bytes < full / 2
-    end, 10))
+    clock:advance(1.05)
     stop = true
-    writer_done:wait()
+    clock:advance(0.001) -- the writer wakes and stops
+    assert.is_true(writer.done)
+    assert.equal(5255, n) -- 1051 rounds: at 0 and every millisecond to 1.05
     local m = c:get_metrics()
+    assert.equal(19600, m.expirations)
+    assert.is_true(m.memory_bytes < full / 2)
     local count = 0
     for k, v in pairs(want) do
       count = count + 1
