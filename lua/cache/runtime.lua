@@ -44,8 +44,8 @@
 --     time get the time they had left on the real one, and now jumps back to
 --     the monotonic clock.
 -- Turn it on before creating the caches of the test: timers started before
--- stay on the real clock (a cache's sweep), and TTLs in the store still run
--- on the real monotonic clock.
+-- stay on the real clock (a cache's sweep), and entries set before have
+-- deadlines on the real clock (caches read the runtime's clock for TTLs).
 local core = require "cache.core"
 
 local rt = core.runtime
