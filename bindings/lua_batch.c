@@ -26,6 +26,8 @@ typedef struct lbatch {
   lcache *c;
   int n;              /* keys so far (= the core's batch size) */
   int settled;        /* loads settled so far, in key order */
+  int keys_cap;       /* the keys table's array part holds 1..keys_cap:
+                         appending below it never allocates */
   int fn_ref, keys_ref, cache_ref;
   lpending held;      /* while its loader runs on its own */
 } lbatch;
@@ -320,6 +322,18 @@ static int enqueue_lua(lua_State *L) {
     lua_pushvalue(L, 4);
     b->cache_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
+  if (b->n + 1 > b->keys_cap) { /* a bigger keys table, doubling */
+    int cap = b->keys_cap ? b->keys_cap * 2 : 64;
+    lua_createtable(L, cap, 0);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, b->keys_ref);
+    for (int i = 1; i <= b->n; i++) {
+      lua_rawgeti(L, -1, i);
+      lua_rawseti(L, -3, i);
+    }
+    lua_pop(L, 1);
+    lua_rawseti(L, LUA_REGISTRYINDEX, b->keys_ref); /* an existing key */
+    b->keys_cap = cap;
+  }
   lua_rawgeti(L, LUA_REGISTRYINDEX, b->keys_ref);
   lua_pushvalue(L, 3);
   lua_rawseti(L, -2, b->n + 1);
@@ -338,6 +352,15 @@ ac_load_t *ac__lbatch_enqueue(lua_State *L, lcache *c, const lload_spec *spec) {
     b->batch = batch;
     b->c = c;
     b->fn_ref = b->keys_ref = b->cache_ref = LUA_NOREF;
+  }
+  if (b->n < b->keys_cap && lua_checkstack(L, 2)) {
+    /* Room in the keys table: appending cannot fail, no protection needed. */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, b->keys_ref);
+    lua_pushvalue(L, spec->first);
+    lua_rawseti(L, -2, b->n + 1);
+    lua_pop(L, 1);
+    b->n++;
+    return ld;
   }
   lua_pushcfunction(L, enqueue_lua);
   lua_pushlightuserdata(L, b);
