@@ -16,6 +16,10 @@
 
 static const char *const GET_MANY_OPTIONS[] = {"ttl", "batch_loader", NULL};
 
+/* Result tables presized for this many keys at most (a table slot is 32
+ * bytes; past this, outcomes are collected when the task resumes). */
+#define PRESIZE_MAX 65536
+
 typedef struct {
   ac_load_waiter_t w;
   int status; /* an outcome without values (timeout, close, no memory) */
@@ -27,6 +31,8 @@ typedef struct {
   int pending;   /* loads not finished yet */
   int n;
   int abandoned; /* get_many raised after joining: nobody collects */
+  int presized;  /* the values and errors tables have a free slot for every
+                    key: a waiter may write there without allocating */
   int self_ref;  /* anchors the group while waiters point into it: the
                     coroutine's stack alone does not (it may be closed) */
   many_slot slot[];
@@ -47,7 +53,24 @@ static void many_on_waiter(ac_load_waiter_t *w, ac_load_t *load, int status) {
     return;
   }
   lua_State *from = ld->out_L, *co = g->task->co;
-  if (from != NULL && lua_checkstack(from, 2) && lua_checkstack(co, 4)) {
+  if (from != NULL && g->presized && lua_checkstack(from, 6)) {
+    /* values[keys[i]] = v, or errors[keys[i]] = err: the tables are the
+     * group's user values (1 keys, 2 values, 3 errors; the group is
+     * anchored by self_ref, not by the task's stack, which may be
+     * closed), and they have room for every key. */
+    int v = ld->out, e = ld->out_n >= 2 ? ld->out + 1 : 0;
+    int target = !lua_isnil(from, v) ? 2 : (e && !lua_isnil(from, e)) ? 3 : 0;
+    if (target != 0) {
+      lua_rawgeti(from, LUA_REGISTRYINDEX, g->self_ref);
+      lua_getiuservalue(from, -1, target);
+      lua_getiuservalue(from, -2, 1);
+      lua_rawgeti(from, -1, i + 1);
+      lua_replace(from, -2);
+      lua_pushvalue(from, target == 2 ? v : e);
+      lua_rawset(from, -3);
+      lua_pop(from, 2);
+    }
+  } else if (from != NULL && lua_checkstack(from, 2) && lua_checkstack(co, 4)) {
     lua_pushinteger(co, i);
     lua_pushvalue(from, ld->out);
     if (ld->out_n >= 2) lua_pushvalue(from, ld->out + 1);
@@ -196,14 +219,25 @@ int ac__lcache_get_many(lua_State *L) {
       return luaL_error(L, "cache:get_many(): keys[%d] must not be NaN", i);
     lua_pop(L, 1);
   }
-  lua_newtable(L); /* 4: values */
-  lua_newtable(L); /* 5: errors */
-  many_group *g = lua_newuserdatauv(L, sizeof *g + (size_t)n * sizeof(many_slot), 0);
+  /* 4: values, 5: errors.  Up to PRESIZE_MAX keys they get a slot for
+   * every key now, so that waiters can fill them without allocating;
+   * beyond, outcomes travel on the task's stack (many_collect). */
+  int presized = n <= PRESIZE_MAX;
+  lua_createtable(L, 0, presized ? n : 0);
+  lua_createtable(L, 0, presized ? n : 0);
+  many_group *g = lua_newuserdatauv(L, sizeof *g + (size_t)n * sizeof(many_slot), 3);
+  lua_pushvalue(L, 2);
+  lua_setiuservalue(L, 6, 1);
+  lua_pushvalue(L, 4);
+  lua_setiuservalue(L, 6, 2);
+  lua_pushvalue(L, 5);
+  lua_setiuservalue(L, 6, 3);
   g->self_ref = LUA_NOREF;
   g->task = NULL;
   g->ls = c->ls;
   g->pending = 0;
   g->abandoned = 0;
+  g->presized = presized;
   g->n = n;
   for (int i = 0; i < n; i++) g->slot[i].status = 0;
   /* Parked up front: inside the pcall below the coroutine cannot be
