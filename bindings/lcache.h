@@ -118,8 +118,8 @@ int ac__lload_join(lua_State *L, ltask *t, ac_load_t *ld, int mode);
 void ac__lload_settle(lua_State *L, ac_load_t *ld, int v, int nout, int failed,
                   int store);
 /* The outcome of a load that ended with status and no values (timeout,
- * close): an error result made once per load, with one reference for each
- * of its waiters (each waiter callback takes one). */
+ * close): an error result made once per load, shared; it starts with no
+ * reference, each waiter it is handed to takes one. */
 lresult *ac__lload_status_result(ac_load_t *ld, int status);
 /* Would task t, joining the load ld, wait for itself?  True when ld's
  * loader is t, or waits (through other loads) for a load t runs. */

@@ -40,7 +40,8 @@ void ac__lload_init(ac_load_t *ld, lcache *c, int mode) {
 lresult *ac__lload_status_result(ac_load_t *ld, int status) {
   lload *d = lload_of(ld);
   if (d->result != NULL) return d->result;
-  lresult *r = ac__lresult_new(d->c->ls, (int)ac_load_waiters(ld));
+  /* No reference yet: each waiter it is handed to takes one. */
+  lresult *r = ac__lresult_new(d->c->ls, 0);
   if (r == NULL) return ac__lresult_oom();
   if (status == AC_ETIMEDOUT)
     snprintf(r->cerr, sizeof r->cerr, "load timed out after %g seconds",
@@ -65,7 +66,9 @@ static void on_waiter(ac_load_waiter_t *w, ac_load_t *ld, int status) {
     ac__lsched_wake(t, NULL);
     return;
   }
-  ac__lsched_wake(t, ac__lload_status_result(ld, status != 0 ? status : AC_ECANCELED));
+  lresult *r = ac__lload_status_result(ld, status != 0 ? status : AC_ECANCELED);
+  if (r != ac__lresult_oom()) r->refs++; /* this waiter's reference */
+  ac__lsched_wake(t, r);
 }
 
 void ac__lcache_pack(lua_State *L, int n) {
@@ -397,14 +400,15 @@ static int lead(lua_State *L, lcache *c, const lload_spec *spec, ltask *me) {
     return n >= 0 ? n : lua_error(L);
   }
 
-  /* The loader waits for something: it goes on in the background. */
+  /* The loader waits for something: it goes on in the background, held so
+   * that the load is freed even if it never finishes. */
+  ac__lsched_hold(c->ls, &d->held, release_load);
   if (!ac_load_open(ld)) { /* the loader closed the cache meanwhile */
     lua_pushnil(L);
     lua_pushliteral(L, "the cache was closed while loading");
     if (spec->mode == LOAD_CALL) return lua_error(L);
     return 2;
   }
-  ac__lsched_hold(c->ls, &d->held, release_load);
   ac_load_background(ld);
   return ac__lload_wait(L, ld, spec->mode);
 }

@@ -9,6 +9,7 @@
  * the task to resume. */
 #include <lauxlib.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "lcache.h"
 #include "lkey.h"
@@ -31,6 +32,8 @@ typedef struct {
   int pending;   /* loads not finished yet */
   int n;
   int abandoned; /* get_many raised after joining: nobody collects */
+  double timeout; /* the cache's load_timeout, for the message (the cache
+                     may be closed when the task resumes) */
   int presized;  /* the values and errors tables have a free slot for every
                     key: a waiter may write there without allocating */
   int self_ref;  /* anchors the group while waiters point into it: the
@@ -109,9 +112,11 @@ static int many_collect(lua_State *L, int status, lua_KContext ctx) {
     int st = g->slot[i].status;
     if (st == 0) continue;
     g->slot[i].status = 0;
-    if (st == AC_ETIMEDOUT)
-      lua_pushfstring(L, "load timed out after %f seconds",
-                      ac_cache_load_timeout(((lcache *)lua_touserdata(L, 1))->cache));
+    if (st == AC_ETIMEDOUT) {
+      char msg[64];
+      snprintf(msg, sizeof msg, "load timed out after %g seconds", g->timeout);
+      lua_pushstring(L, msg);
+    }
     else if (st == AC_ECANCELED)
       lua_pushliteral(L, "the cache was closed while loading");
     else if (st == AC_ENOMEM)
@@ -219,6 +224,15 @@ int ac__lcache_get_many(lua_State *L) {
       return luaL_error(L, "cache:get_many(): keys[%d] must not be NaN", i);
     lua_pop(L, 1);
   }
+  /* A private copy of the keys replaces the caller's table at 2: results
+   * are filed under these keys when loads finish, and the caller's table
+   * may change meanwhile. */
+  lua_createtable(L, n, 0);
+  for (int i = 1; i <= n; i++) {
+    lua_rawgeti(L, 2, i);
+    lua_rawseti(L, -2, i);
+  }
+  lua_replace(L, 2);
   /* 4: values, 5: errors.  Up to PRESIZE_MAX keys they get a slot for
    * every key now, so that waiters can fill them without allocating;
    * beyond, outcomes travel on the task's stack (many_collect). */
@@ -238,6 +252,7 @@ int ac__lcache_get_many(lua_State *L) {
   g->pending = 0;
   g->abandoned = 0;
   g->presized = presized;
+  g->timeout = ac_cache_load_timeout(c->cache);
   g->n = n;
   for (int i = 0; i < n; i++) g->slot[i].status = 0;
   /* Parked up front: inside the pcall below the coroutine cannot be
