@@ -119,3 +119,34 @@ describe("robustness", function()
     end)
   end)
 end)
+
+describe("get_many, found by review", function()
+  it("files each result under the key asked for, even if the caller's keys table changes", h.in_run(function()
+    local c = cache.AsyncCache{ maxsize = 10 }
+    local started = runtime.event()
+    runtime.spawn(function()
+      c:get("a", function() started:set(); sleep(0) ; return "value of a" end)
+    end)
+    started:wait() -- "a" is loading
+    local keys = { "a" }
+    runtime.spawn(function() keys[1] = "zzz" end) -- runs while get_many waits
+    local values, errors = c:get_many(keys)
+    assert.same({ a = "value of a" }, values)
+    assert.is_nil(errors)
+  end))
+
+  it("gives a timeout message even when the cache was closed before it resumed", function()
+    h.with_fake_clock(function(clock)
+      local c = cache.AsyncCache{ maxsize = 10, load_timeout = 0.05 }
+      local got
+      runtime.spawn(function()
+        c:get("a", function() sleep(0.2); return 1 end)
+        c:close() -- woken first, closes the cache
+      end)
+      runtime.spawn(function() got = table.pack(c:get_many{ "a" }) end)
+      clock:advance(0.3)
+      assert.same({}, got[1])
+      assert.same({ a = "load timed out after 0.05 seconds" }, got[2])
+    end)()
+  end)
+end)

@@ -51,8 +51,14 @@
  * use them, even after ac_cache_free: a cache freed with loads still
  * running releases their waiters with AC_ECANCELED and keeps its memory
  * (and needs ud) until the last of them is finished (finishing then only
- * frees).  A load from ac_cache_batch is the batch's: join it, never
- * finish it. */
+ * frees).  A load from ac_cache_batch is the batch's: the caller that
+ * queued the key only joins it; whoever handles the batch's dispatch
+ * finishes it.
+ *
+ * Slots are stable while their entry lives, except that the sweep (its
+ * timer, or ac_cache_expire) may renumber entries through ops.moved when
+ * the store shrinks: do not keep a slot across a turn of the loop; use it
+ * in the call that returned it (store, put the value, finish). */
 #ifndef AC_CACHE_H
 #define AC_CACHE_H
 
@@ -169,7 +175,8 @@ typedef struct {
  * AC_ENOMEM).  Free with ac_cache_free. */
 AC_EXPORT ac_cache_t *ac_cache_new(const ac_cache_options_t *opts, int *err);
 /* Closes the cache: every open load's waiters get AC_ECANCELED, batches
- * still collecting are dropped, every entry is reported removed
+ * not dispatched yet are handed to ops.dispatch closed (the owner finishes
+ * their loads and the batch), every entry is reported removed
  * (AC_REMOVED_CLEARED), timers stop.  Memory held by loads the caller
  * still runs is freed when it finishes them.  NULL: no-op. */
 AC_EXPORT void ac_cache_free(ac_cache_t *c);
@@ -201,7 +208,9 @@ AC_EXPORT void ac_load_background(ac_load_t *ld);
 /* Takes the key's slot for the loaded value: returns it (> 0, the caller
  * puts the value in values[slot] before ac_load_finish), 0 when the value
  * must not be stored (stale, timed out, closed), or a negative AC_E* code
- * (out of memory).  At most once per load. */
+ * (out of memory).  At most once per load.  The key is cached from here
+ * on: finishing with a failure afterwards does not remove it, so store only
+ * a value you have. */
 AC_EXPORT int64_t ac_load_store(ac_load_t *ld);
 /* Finishes the load: waiters still joined get status (and slot, 0 when
  * nothing was stored); the value in slot is written to the backend; the
@@ -227,7 +236,8 @@ AC_EXPORT uint32_t ac_load_slot(const ac_load_t *ld);
 AC_EXPORT uint32_t ac_load_waiters(const ac_load_t *ld);
 /* The batch the load belongs to (ac_cache_batch), or NULL. */
 AC_EXPORT ac_batch_t *ac_load_batch(const ac_load_t *ld);
-/* Is the load still open (waiters may join; its value can be stored)? */
+/* Is the load still open (waiters may join it)?  An open load may still be
+ * stale: then ac_load_store returns 0. */
 AC_EXPORT int ac_load_open(const ac_load_t *ld);
 
 /* Puts a missing key (AC_MISS) in the open batch of `group`, opening one
