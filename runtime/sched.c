@@ -94,6 +94,8 @@ int ac_sched_free(ac_sched_t *s) {
     uv_walk(s->loop, close_straggler, &stragglers);
     uv_run(s->loop, UV_RUN_DEFAULT);
     if (stragglers) rc = AC_EBUSY;
+    /* Still busy after every handle was closed and the loop ran: libuv
+     * keeps pointers into s, so s is left allocated rather than freed. */
     if (uv_loop_close(s->loop) != 0) return AC_EBUSY;
   } else {
     while (s->idle.data != NULL) uv_run(s->loop, UV_RUN_NOWAIT);

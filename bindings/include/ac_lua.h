@@ -3,9 +3,10 @@
  * A runtime is a Lua 5.4 state with the cache modules on its path and a
  * scheduler on a libuv loop: its own, or one the host owns and runs.
  *
+ *   char err[256];
  *   ac_runtime_options_t o = { .module_dirs = dirs };
- *   ac_runtime_t *rt = ac_runtime_new(&o, &err);
- *   ac_runtime_dofile(rt, "game.lua");     -- runs its main chunk in a task
+ *   ac_runtime_t *rt = ac_runtime_new(&o, err, sizeof err);
+ *   ac_runtime_dofile(rt, "game.lua", 0, NULL, err, sizeof err);  -- a task
  *   while (playing) { ...; ac_runtime_step(rt); }   -- once a frame
  *   ac_runtime_free(rt);
  *
