@@ -52,7 +52,6 @@ lsched *ac__lsched_get(lua_State *L);
  * owns_sched the state frees the scheduler when it closes. */
 lsched *ac__lsched_install(lua_State *L, ac_sched_t *sched, int owns_sched);
 ac_sched_t *ac__lsched_sched(lsched *ls);
-uv_loop_t *ac__lsched_loop(lsched *ls);
 /* The thread each pass of the ready queue runs on: where callbacks that
  * need a Lua stack (a load finishing, a batch dispatching) do their work. */
 lua_State *ac__lsched_cbstate(lsched *ls);

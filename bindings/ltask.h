@@ -75,8 +75,6 @@ int ac__lsched_can_wait(lua_State *L);
  * no Lua API. */
 void ac__lsched_wake(ltask *t, lresult *res);
 
-/* Is a task (or an inline loader) running right now? */
-int ac__lsched_in_task(lsched *ls);
 /* The task being resumed right now (innermost), or NULL. */
 ltask *ac__lsched_current(lsched *ls);
 

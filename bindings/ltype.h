@@ -41,9 +41,4 @@ void ac__ltype_check_options(lua_State *L, int idx, const char *who,
  * slot. */
 void ac__ltype_push_safe(lua_State *L, const char *s);
 
-/* Calls fn(L) on the n values at the top of L (popped) under lua_pcall;
- * returns its status, leaving the error object on failure (nothing on
- * success; fn returns no results). */
-int ac__ltype_protect(lua_State *L, lua_CFunction fn, int n);
-
 #endif

@@ -79,7 +79,6 @@ lsched *ac__lsched_get(lua_State *L) {
 }
 
 ac_sched_t *ac__lsched_sched(lsched *ls) { return ls->sched; }
-uv_loop_t *ac__lsched_loop(lsched *ls) { return ac_sched_loop(ls->sched); }
 lua_State *ac__lsched_cbstate(lsched *ls) { return ls->cbL; }
 unsigned ac__lsched_error_count(lsched *ls) { return ls->errors; }
 

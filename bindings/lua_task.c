@@ -210,5 +210,4 @@ void ac__lsched_wake(ltask *t, lresult *res) {
   ac_sched_post(t->ls->sched, &t->q);
 }
 
-int ac__lsched_in_task(lsched *ls) { return ls->current != NULL; }
 ltask *ac__lsched_current(lsched *ls) { return ls->current; }

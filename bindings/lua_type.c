@@ -93,9 +93,3 @@ void ac__ltype_push_safe(lua_State *L, const char *s) {
   lua_pushlightuserdata(L, (void *)s);
   lua_pcall(L, 1, 1, 0); /* the string, or the memory error's message */
 }
-
-int ac__ltype_protect(lua_State *L, lua_CFunction fn, int n) {
-  lua_pushcfunction(L, fn);
-  lua_insert(L, -(n + 1));
-  return lua_pcall(L, n, 0, 0);
-}
