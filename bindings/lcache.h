@@ -117,6 +117,9 @@ int ac__lload_join(lua_State *L, ltask *t, ac_load_t *ld, int mode);
  * Leaves L's stack as it was. */
 void ac__lload_settle(lua_State *L, ac_load_t *ld, int v, int nout, int failed,
                   int store);
+/* The message of a load that ended with status and no values (timeout,
+ * close, no memory), written into buf; timeout is the cache's. */
+void ac__lload_status_message(char *buf, size_t size, int status, double timeout);
 /* The outcome of a load that ended with status and no values (timeout,
  * close): an error result made once per load, shared; it starts with no
  * reference, each waiter it is handed to takes one. */

@@ -37,19 +37,25 @@ void ac__lload_init(ac_load_t *ld, lcache *c, int mode) {
   d->anchor_ref = LUA_NOREF;
 }
 
+void ac__lload_status_message(char *buf, size_t size, int status, double timeout) {
+  if (status == AC_ETIMEDOUT)
+    snprintf(buf, size, "load timed out after %g seconds", timeout);
+  else if (status == AC_ECANCELED)
+    snprintf(buf, size, "the cache was closed while loading");
+  else if (status == AC_ENOMEM)
+    snprintf(buf, size, "not enough memory");
+  else
+    snprintf(buf, size, "load failed: %s", ac_strerror(status));
+}
+
 lresult *ac__lload_status_result(ac_load_t *ld, int status) {
   lload *d = lload_of(ld);
   if (d->result != NULL) return d->result;
   /* No reference yet: each waiter it is handed to takes one. */
   lresult *r = ac__lresult_new(d->c->ls, 0);
   if (r == NULL) return ac__lresult_oom();
-  if (status == AC_ETIMEDOUT)
-    snprintf(r->cerr, sizeof r->cerr, "load timed out after %g seconds",
-             ac_cache_load_timeout(ac_load_cache(ld)));
-  else if (status == AC_ECANCELED)
-    snprintf(r->cerr, sizeof r->cerr, "the cache was closed while loading");
-  else
-    snprintf(r->cerr, sizeof r->cerr, "load failed: %s", ac_strerror(status));
+  ac__lload_status_message(r->cerr, sizeof r->cerr, status,
+                           ac_cache_load_timeout(ac_load_cache(ld)));
   d->result = r;
   return r;
 }

@@ -9,7 +9,6 @@
  * the task to resume. */
 #include <lauxlib.h>
 #include <stddef.h>
-#include <stdio.h>
 
 #include "lcache.h"
 #include "lkey.h"
@@ -112,17 +111,9 @@ static int many_collect(lua_State *L, int status, lua_KContext ctx) {
     int st = g->slot[i].status;
     if (st == 0) continue;
     g->slot[i].status = 0;
-    if (st == AC_ETIMEDOUT) {
-      char msg[64];
-      snprintf(msg, sizeof msg, "load timed out after %g seconds", g->timeout);
-      lua_pushstring(L, msg);
-    }
-    else if (st == AC_ECANCELED)
-      lua_pushliteral(L, "the cache was closed while loading");
-    else if (st == AC_ENOMEM)
-      lua_pushliteral(L, "not enough memory");
-    else
-      lua_pushfstring(L, "load failed: %s", ac_strerror(st));
+    char msg[96];
+    ac__lload_status_message(msg, sizeof msg, st, g->timeout);
+    lua_pushstring(L, msg);
     put(L, 5, i, 7);
     lua_settop(L, 6);
   }
