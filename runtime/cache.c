@@ -103,7 +103,6 @@ struct ac_cache_s {
   double sweep_tick;
   uint32_t owner_slots; /* slots the owner's values may have room for */
   int compact_next;     /* the next tick calls ops.compact */
-  uint32_t removed_last; /* entries the last slice removed */
   ac_cache_ops_t ops;
   void *ud;
   double default_ttl, load_timeout, batch_window;
@@ -497,8 +496,9 @@ static int on_moved(void *ud, uint32_t from, uint32_t to) {
   return c->ops.moved(c->ud, from, to);
 }
 
-/* One slice of active expiry; returns the seconds until the next. */
-static double sweep_slice(ac_cache_t *c, double budget) {
+/* One slice of active expiry; returns the seconds until the next, and sets
+ * *removed (may be NULL) to the entries it removed. */
+static double sweep_slice(ac_cache_t *c, double budget, uint32_t *removed) {
   ac_store_stats_t st;
   ac_store_stats(c->store, &st);
   uint32_t checks = st.slots / SWEEP_PASS_TICKS;
@@ -519,7 +519,7 @@ static double sweep_slice(ac_cache_t *c, double budget) {
     c->compact_next = 1;
     next = SWEEP_AGAIN;
   }
-  c->removed_last = rep.removed;
+  if (removed != NULL) *removed = rep.removed;
   return next;
 }
 
@@ -538,7 +538,7 @@ static void on_sweep(ac_timer_t *t, void *data) {
     if (closed) return;
     next = SWEEP_AGAIN;
   } else {
-    next = sweep_slice(c, SWEEP_BUDGET);
+    next = sweep_slice(c, SWEEP_BUDGET, NULL);
   }
   ac_timer_start(t, next, 0);
 }
@@ -731,8 +731,9 @@ void ac_cache_clear(ac_cache_t *c) {
 
 uint32_t ac_cache_expire(ac_cache_t *c, double max_seconds) {
   if (c->closed) return 0;
-  sweep_slice(c, max_seconds > 0 ? max_seconds : SWEEP_BUDGET);
-  return c->removed_last;
+  uint32_t removed;
+  sweep_slice(c, max_seconds > 0 ? max_seconds : SWEEP_BUDGET, &removed);
+  return removed;
 }
 
 /* ---- reading --------------------------------------------------------------------- */
