@@ -648,11 +648,14 @@ ac_load_t *ac_cache_loading(ac_cache_t *c, int tag, const void *key,
 
 /* A write to a key: a load of it in progress predates the write, so its
  * result is not stored and later callers do not join it. */
+static void stale_load(ac_load_t *ld) {
+  ld->stale = 1;
+  ac_flight_detach(ld->flight);
+}
+
 static void make_stale(ac_cache_t *c, int tag, const void *key, size_t len) {
   ac_flight_t *f = ac_flights_find(c->flights, tag, key, len);
-  if (f == NULL) return;
-  ((ac_load_t *)ac_flight_data(f))->stale = 1;
-  ac_flight_detach(f);
+  if (f != NULL) stale_load(ac_flight_data(f));
 }
 
 int64_t ac_cache_set(ac_cache_t *c, int tag, const void *key, size_t len,
@@ -676,6 +679,13 @@ static void on_backend_done(void *arg, int status) {
   unref(c);
 }
 
+/* A write handed to the backend (rc == 0) holds the cache until its
+ * callback; one refused, or never made (rc != 0), counts as an error. */
+static void backend_sent(ac_cache_t *c, int rc) {
+  if (rc != 0) c->st.backend_errors++;
+  else c->refs++;
+}
+
 static void backend_write(ac_cache_t *c, uint32_t slot) {
   if (c->backend == NULL) return;
   int tag;
@@ -689,21 +699,17 @@ static void backend_write(ac_cache_t *c, uint32_t slot) {
   }
   char *k = backend_key(tag, key, len);
   double ttl = ac_store_ttl_left(c->store, slot);
-  if (k == NULL ||
-      c->backend->vt->set(c->backend, k, len + 1, bytes, vlen, ttl, on_backend_done, c) != 0)
-    c->st.backend_errors++;
-  else
-    c->refs++;
+  backend_sent(c, k == NULL ? AC_ENOMEM
+                            : c->backend->vt->set(c->backend, k, len + 1, bytes, vlen,
+                                                  ttl, on_backend_done, c));
   ac__free(k);
 }
 
 static void backend_delete(ac_cache_t *c, int tag, const void *key, size_t len) {
   if (c->backend == NULL) return;
   char *k = backend_key(tag, key, len);
-  if (k == NULL || c->backend->vt->del(c->backend, k, len + 1, on_backend_done, c) != 0)
-    c->st.backend_errors++;
-  else
-    c->refs++;
+  backend_sent(c, k == NULL ? AC_ENOMEM
+                            : c->backend->vt->del(c->backend, k, len + 1, on_backend_done, c));
   ac__free(k);
 }
 
@@ -717,16 +723,9 @@ int ac_cache_delete(ac_cache_t *c, int tag, const void *key, size_t len) {
 void ac_cache_clear(ac_cache_t *c) {
   if (c->closed) return;
   ac_store_clear(c->store);
-  for (ac_load_t *ld = c->loads; ld != NULL; ld = ld->next) {
-    ld->stale = 1;
-    ac_flight_detach(ld->flight);
-  }
-  if (c->backend != NULL) {
-    if (c->backend->vt->clear(c->backend, on_backend_done, c) != 0)
-      c->st.backend_errors++;
-    else
-      c->refs++;
-  }
+  for (ac_load_t *ld = c->loads; ld != NULL; ld = ld->next) stale_load(ld);
+  if (c->backend != NULL)
+    backend_sent(c, c->backend->vt->clear(c->backend, on_backend_done, c));
 }
 
 uint32_t ac_cache_expire(ac_cache_t *c, double max_seconds) {
