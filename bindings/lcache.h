@@ -91,6 +91,11 @@ void ac__lcache_push_value(lua_State *L, lcache *c, uint32_t slot);
  * places that must not raise). */
 void ac__lcache_reserve(lua_State *L, lcache *c);
 int ac__lcache_try_reserve(lua_State *L, lcache *c);
+/* Rebuilds the values table with its array part holding exactly slots
+ * 1..cap, keeping the values of the slots it still holds (the store's
+ * compaction shrinks it, ac__lcache_reserve grows it).  Raises when out of
+ * memory; a cache closed meanwhile keeps no table. */
+void ac__lcache_resize_values(lua_State *L, lcache *c, uint32_t cap);
 /* Sets values[slot] to the value at the top of the stack (popped). */
 void ac__lcache_put_value(lua_State *L, lcache *c, uint32_t slot);
 /* Stores the value at the top of the stack (popped) under a key (a write:

@@ -76,39 +76,23 @@ static int on_moved(void *ud, uint32_t from, uint32_t to) {
   return 0;
 }
 
-/* copy_values(values, n): a new table whose array part holds slots 1..n,
- * with the values of slots 1..n. */
-static int copy_values(lua_State *L) {
-  lua_Integer n = lua_tointeger(L, 2);
-  lua_createtable(L, (int)n, 0);
-  for (lua_Integer i = 1; i <= n; i++) {
-    if (lua_rawgeti(L, 1, i) == LUA_TNIL) {
-      lua_pop(L, 1);
-      continue;
-    }
-    lua_rawseti(L, -2, i);
-  }
-  return 1;
+static int compact_protected(lua_State *L) {
+  ac__lcache_resize_values(L, lua_touserdata(L, 1), (uint32_t)lua_tointeger(L, 2));
+  return 0;
 }
 
 /* The store shrank: Lua never shrinks the array part of a table whose
  * slots are set to nil, so the values table is rebuilt at the new size.
  * Every user of the table fetches it from the registry, and none holds it
- * across a yield, so the swap is invisible.  Allocation may run the
- * collector, and a finalizer may close the cache: checked after. */
+ * across a yield, so the swap is invisible. */
 static void on_compact(void *ud, uint32_t slots) {
   lcache *c = ud;
   lua_State *L = ac__lsched_cbstate(c->ls);
   if (!lua_checkstack(L, 4)) return;
-  lua_pushcfunction(L, copy_values);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, c->values_ref);
+  lua_pushcfunction(L, compact_protected);
+  lua_pushlightuserdata(L, c);
   lua_pushinteger(L, (lua_Integer)slots);
-  if (lua_pcall(L, 2, 1, 0) != LUA_OK || c->closed) {
-    lua_pop(L, 1); /* out of memory: keep the old table */
-    return;
-  }
-  lua_rawseti(L, LUA_REGISTRYINDEX, c->values_ref);
-  c->values_cap = slots;
+  if (lua_pcall(L, 2, 0, 0) != LUA_OK) lua_pop(L, 1); /* no memory: keep the old table */
 }
 
 int ac__lcache_is_callable(lua_State *L, int idx) {

@@ -109,22 +109,31 @@ void ac__lcache_push_value(lua_State *L, lcache *c, uint32_t slot) {
   lua_remove(L, -2);
 }
 
-/* Replaces the values table by one whose array part holds slots 1..cap
- * (cap >= need, doubling), with the values it had. */
+void ac__lcache_resize_values(lua_State *L, lcache *c, uint32_t cap) {
+  if (c->closed) return;
+  uint32_t keep = cap < c->values_cap ? cap : c->values_cap;
+  lua_createtable(L, (int)cap, 0);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->values_ref);
+  for (uint32_t i = 1; i <= keep; i++) {
+    lua_rawgeti(L, -1, i);
+    lua_rawseti(L, -3, i);
+  }
+  lua_pop(L, 1);
+  if (c->closed) { /* by a finalizer the allocations ran */
+    lua_pop(L, 1);
+    return;
+  }
+  lua_rawseti(L, LUA_REGISTRYINDEX, c->values_ref); /* an existing key */
+  c->values_cap = cap;
+}
+
+/* Grows the values table to hold slots 1..need at least (doubling). */
 static void grow_values(lua_State *L, lcache *c, uint32_t need) {
   uint32_t cap = c->values_cap ? c->values_cap : 16;
   while (cap < need && cap <= UINT32_MAX / 2) cap *= 2;
   if (cap > c->maxsize) cap = c->maxsize > need ? c->maxsize : need;
   if (cap > INT32_MAX) luaL_error(L, "not enough memory");
-  lua_createtable(L, (int)cap, 0);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, c->values_ref);
-  for (uint32_t i = 1; i <= c->values_cap; i++) {
-    lua_rawgeti(L, -1, i);
-    lua_rawseti(L, -3, i);
-  }
-  lua_pop(L, 1);
-  lua_rawseti(L, LUA_REGISTRYINDEX, c->values_ref); /* an existing key */
-  c->values_cap = cap;
+  ac__lcache_resize_values(L, c, cap);
 }
 
 void ac__lcache_reserve(lua_State *L, lcache *c) {
