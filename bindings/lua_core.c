@@ -6,6 +6,7 @@
  *   core.is_memo(x), core.memo_methods
  *   core.runtime         run, spawn, sleep, now, event, fake_clock,
  *                        set_error_hook, can_wait
+ *   core.codec           encode(v) -> bytes | nil, err; decode(bytes) -> v | nil, err
  *   core.version */
 #include <lauxlib.h>
 #include <lua.h>
@@ -13,12 +14,13 @@
 #include "ac.h"
 #include "ac_lua.h"
 #include "lcache.h"
+#include "lcodec.h"
 #include "lsched.h"
 
 AC_EXPORT int luaopen_cache_core(lua_State *L);
 
 int luaopen_cache_core(lua_State *L) {
-  lua_createtable(L, 0, 4);
+  lua_createtable(L, 0, 8);
   ac__lcache_open(L);
   lua_setfield(L, -2, "new_cache");
   luaL_getmetatable(L, "ac.cache");
@@ -34,6 +36,8 @@ int luaopen_cache_core(lua_State *L) {
   lua_pop(L, 1);
   luaopen_cache_runtime_core(L);
   lua_setfield(L, -2, "runtime");
+  ac__lcodec_open(L);
+  lua_setfield(L, -2, "codec");
   lua_pushliteral(L, AC_VERSION_STRING);
   lua_setfield(L, -2, "version");
   return 1;

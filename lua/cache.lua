@@ -21,6 +21,8 @@ local invalidators = require "cache.invalidators"
 return {
   _VERSION = core.version,
   runtime = require "cache.runtime",
+  --- cache.codec.encode(v) -> bytes | nil, err; cache.codec.decode(bytes) -> v | nil, err
+  codec = core.codec,
 
   --- cache.AsyncCache{ maxsize = 128, default_ttl = nil, load_timeout = 30 }
   AsyncCache = function(opts)

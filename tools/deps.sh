@@ -3,7 +3,8 @@
 # demo (only those missing).  Uses sudo when not run as root.
 set -euo pipefail
 PACKAGES=(build-essential cmake pkg-config lua5.4 liblua5.4-dev libuv1-dev
-          libhiredis-dev libmsgpack-dev lua-busted redis-server zstd valgrind)
+          libhiredis-dev libmsgpack-dev zlib1g-dev lua-busted redis-server zstd valgrind
+          lua-messagepack python3-msgpack clang)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -9,7 +9,8 @@
  *   ac_sched.h   the libuv loop, the ready queue and the runtime's clock
  *   ac_timer.h   timers that count from now
  *   ac_cache.h   the cache: store + single-flight loads + batches + backend
- *   ac_backend.h the interface of a second-level backend */
+ *   ac_backend.h the interface of a second-level backend
+ *   ac_codec.h   MessagePack bytes: a writer, a reader into callbacks */
 #ifndef AC_H
 #define AC_H
 
@@ -17,6 +18,7 @@
 #include "ac_backend.h"
 #include "ac_cache.h"
 #include "ac_clock.h"
+#include "ac_codec.h"
 #include "ac_error.h"
 #include "ac_flight.h"
 #include "ac_policy.h"

@@ -17,13 +17,14 @@
   XX(EBUSY, -6, "resource busy")                                              \
   XX(ECLOSED, -7, "object is closed")                                         \
   XX(ELOAD, -8, "loader failed")                                              \
-  XX(EIO, -9, "input/output error")
+  XX(EIO, -9, "input/output error")                                          \
+  XX(EFORMAT, -10, "malformed or unsupported data")
 
 typedef enum {
 #define AC_ERR_ENUM(name, code, msg) AC_##name = (code),
   AC_ERRNO_MAP(AC_ERR_ENUM)
 #undef AC_ERR_ENUM
-  AC_ELAST_ = -10
+  AC_ELAST_ = -11
 } ac_errno_t;
 
 /* Both return static strings; unknown codes give "unknown error". */
