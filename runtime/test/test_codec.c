@@ -107,7 +107,7 @@ TEST(reader_refuses_bad_input_with_a_reason) {
       {"\xc1", 1, "an invalid byte"},
       {"\x01\x02", 2, "bytes left after the value"},
       {"\xdf\xff\xff\xff\xff", 5, "a container claims more elements than the data holds"},
-      {"\xdc\x00\x03\x01\x02", 5, "a container claims more elements than the data holds"},
+      {"\xdc\x00\x06\x01\x02", 5, "a container claims more elements than the data holds"},
       {"\xd4\x01\x00", 3, "MessagePack ext types (timestamps included) are not supported"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
