@@ -29,6 +29,9 @@ typedef struct lcache {
   uint32_t maxsize;
   int batch_fn_ref;    /* the default batch loader, or LUA_NOREF */
   int batch_result;    /* BATCH_RESULT_*: how to read a batch loader's result */
+  int pinned;          /* snapshot jobs running: entries keep their slots */
+  uint64_t unencodable; /* values a snapshot skipped (the core counts the
+                           backend's) */
 } lcache;
 
 /* The binding's part of a load (ac_load_data of every load of a binding
@@ -164,6 +167,9 @@ int ac__lcache_is_callable(lua_State *L, int idx);
 /* Registers the "ac.cache" metatable and pushes the constructor
  * new_cache(opts). */
 void ac__lcache_open(lua_State *L);
+/* Sets snapshot_begin, snapshot_load and cache_entries in the table on top
+ * (lua_backup.c). */
+void ac__lbackup_open(lua_State *L);
 /* Registers "ac.memo" and pushes memoize(cache, fn, skip_args). */
 void ac__lmemo_open(lua_State *L);
 

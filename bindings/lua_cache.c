@@ -63,6 +63,7 @@ static int move_value(lua_State *L) {
 
 static int on_moved(void *ud, uint32_t from, uint32_t to) {
   lcache *c = ud;
+  if (c->pinned) return 1; /* a snapshot is being taken by slot */
   lua_State *L = ac__lsched_cbstate(c->ls);
   if (!lua_checkstack(L, 6)) return 1;
   lua_pushcfunction(L, move_value);
@@ -257,6 +258,7 @@ static int cache_metrics(lua_State *L) {
   set_count(L, "batches", st.batches);
   set_count(L, "batched_keys", st.batched_keys);
   set_count(L, "memory_bytes", st.memory_bytes);
+  set_count(L, "unencodable", st.unencodable + c->unencodable);
   uint64_t lookups = st.hits + st.misses;
   set_counter(L, "hit_rate", lookups ? (double)st.hits / (double)lookups : 0.0);
   return 1;

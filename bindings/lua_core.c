@@ -36,6 +36,7 @@ int luaopen_cache_core(lua_State *L) {
   lua_pop(L, 1);
   luaopen_cache_runtime_core(L);
   lua_setfield(L, -2, "runtime");
+  ac__lbackup_open(L);
   ac__lcodec_open(L);
   lua_setfield(L, -2, "codec");
   lua_pushliteral(L, AC_VERSION_STRING);

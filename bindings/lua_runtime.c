@@ -150,13 +150,22 @@ static int l_set_error_hook(lua_State *L) {
   return 0;
 }
 
+/* report(msg): hands an error that is nobody's return value (a backup
+ * that could not be restored) to the error hook. */
+static int l_report(lua_State *L) {
+  luaL_checkstring(L, 1);
+  lua_settop(L, 1);
+  ac__lsched_report(ac__lsched_get(L), L, NULL);
+  return 0;
+}
+
 int luaopen_cache_runtime_core(lua_State *L) {
   static const luaL_Reg funcs[] = {
       {"run", l_run},         {"spawn", l_spawn},
       {"sleep", l_sleep},     {"now", l_now},
       {"event", ac__levent_new},  {"fake_clock", ac__lclock_fake},
       {"set_error_hook", l_set_error_hook},
-      {"can_wait", l_can_wait},
+      {"can_wait", l_can_wait}, {"report", l_report},
       {NULL, NULL}};
   ac__levent_register(L);
   ac__lclock_register(L);

@@ -103,7 +103,7 @@ void ac__lsched_report(lsched *ls, lua_State *L, lua_State *co) {
     lua_pop(L, 2);
   }
   ls->errors++;
-  fprintf(stderr, "async-cache: error in a coroutine: %s\n",
+  fprintf(stderr, co != NULL ? "async-cache: error in a coroutine: %s\n" : "async-cache: %s\n",
           lua_tostring(L, err + 1));
   lua_settop(L, err - 1);
 }

@@ -17,6 +17,7 @@ local core = require "cache.core"
 local async_cache = require "cache.async_cache"
 local decorators = require "cache.decorators"
 local invalidators = require "cache.invalidators"
+local backup = require "cache.backup"
 
 return {
   _VERSION = core.version,
@@ -29,6 +30,11 @@ return {
     local c = async_cache.new(opts, 2) -- not a tail call: level 2 is the caller
     return c
   end,
+
+  --- cache.DiskBackend(path), for backup =; cache.CacheBackend: the base
+  -- of snapshot backends written in Lua (load() -> entries, save(entries))
+  DiskBackend = backup.DiskBackend,
+  CacheBackend = backup.CacheBackend,
 
   AsyncLRU = decorators.AsyncLRU,
   AsyncTTL = decorators.AsyncTTL,

@@ -745,6 +745,10 @@ double ac_cache_ttl_left(const ac_cache_t *c, uint32_t slot) {
   return c->closed ? 0 : ac_store_ttl_left(c->store, slot);
 }
 
+uint32_t ac_cache_next_ranked(const ac_cache_t *c, uint32_t slot) {
+  return c->closed ? 0 : ac_store_next_ranked(c->store, slot);
+}
+
 const char *ac_cache_key(const ac_cache_t *c, uint32_t slot, int *tag,
                          size_t *len) {
   return c->closed ? NULL : ac_store_key(c->store, slot, tag, len);

@@ -11,6 +11,7 @@
 -- ac_cache_t); the options are checked here, in one place.
 local core = require "cache.core"
 local util = require "cache.util"
+local backup = require "cache.backup"
 
 local callable, describe = util.callable, util.describe
 
@@ -34,7 +35,8 @@ end
 local ASYNC_CACHE_OPTIONS = { maxsize = true, default_ttl = true, load_timeout = true,
                               remote_cache = true, backup = true, batch_loader = true,
                               batch_window_ms = true, max_batch_size = true,
-                              batch_result = true, sweep_interval = true }
+                              batch_result = true, sweep_interval = true,
+                              autosave_interval = true }
 local DEFAULT_BATCH_WINDOW_MS = 5
 local DEFAULT_MAX_BATCH_SIZE = 100
 
@@ -55,6 +57,10 @@ local DEFAULT_MAX_BATCH_SIZE = 100
 -- opts.sweep_interval  seconds between slices of active expiry (0.1); a
 --                    slice runs at most 1 ms, and again at once while it
 --                    finds mostly expired entries
+-- opts.backup        a snapshot backend (cache.DiskBackend(path), or one
+--                    written in Lua on cache.CacheBackend): restored now,
+--                    written by cache:save_to_backup()
+-- opts.autosave_interval  seconds between saves in the background (needs backup)
 -- opts.batch_result  how to read the loader's result: "map" ({ [key] = v }),
 --                    "array" (values in key order) or "auto" (the default:
 --                    told from its shape; with integer keys, when the shape
@@ -70,10 +76,13 @@ function _M.check(opts, level)
       error(("cache.AsyncCache: unknown option '%s'"):format(tostring(k)), level)
     end
   end
-  for _, name in ipairs{ "remote_cache", "backup" } do
-    if opts[name] ~= nil then
-      error(("opts.%s is not supported yet: no backend exists in this version"):format(name), level)
-    end
+  if opts.remote_cache ~= nil then
+    error("opts.remote_cache is not supported yet: no remote backend exists in this version", level)
+  end
+  local bk = backup.check(opts.backup, level)
+  local autosave = check_positive(opts, "autosave_interval", level)
+  if autosave ~= nil and bk == nil then
+    error("opts.autosave_interval needs opts.backup (where to save)", level)
   end
   local maxsize = opts.maxsize
   if maxsize == nil then
@@ -112,13 +121,24 @@ function _M.check(opts, level)
     maxsize = math.tointeger(maxsize), default_ttl = default_ttl or huge,
     load_timeout = load_timeout, batch_loader = batch_loader, batch_window_ms = window,
     max_batch_size = math.tointeger(max_batch), batch_result = form,
-    sweep_interval = sweep,
+    sweep_interval = sweep, backup = bk, autosave_interval = autosave,
   }
+end
+
+--- Creates a cache from options that check made: restores its backup.
+function _M.create(checked)
+  local c = core.new_cache(checked)
+  backup.attach(c, checked.backup, checked.autosave_interval)
+  return c
 end
 
 --- Creates a cache (errors in opts raised at level, as check does).
 function _M.new(opts, level)
-  return core.new_cache(_M.check(opts, (level or 2) + 1))
+  return _M.create(_M.check(opts, (level or 2) + 1))
 end
+
+local methods = core.cache_methods
+methods.save_to_backup = backup.save_to_backup
+methods.load_error = backup.load_error
 
 return _M

@@ -48,19 +48,20 @@ local function decorator(who, opts, default_maxsize, ttl)
     load_timeout = opts.load_timeout, -- default: AsyncCache's (30 s)
     remote_cache = opts.remote_cache,
     backup = opts.backup,
+    autosave_interval = opts.autosave_interval,
   }, 3)
   local skip = math.tointeger(opts.skip_args or 0)
   return function(fn)
     if not callable(fn) then
       error(("%s: the decorated value must be a function, got %s"):format(who, type(fn)), 2)
     end
-    local m = core.memoize(core.new_cache(cache_opts), fn, skip)
+    local m = core.memoize(async_cache.create(cache_opts), fn, skip)
     return m
   end
 end
 
 local LRU_OPTIONS = { maxsize = true, skip_args = true, remote_cache = true,
-                      backup = true, load_timeout = true }
+                      backup = true, load_timeout = true, autosave_interval = true }
 
 --- cache.AsyncLRU{ maxsize = 128, skip_args = 0 }(fn)
 function _M.AsyncLRU(opts)
@@ -70,7 +71,8 @@ function _M.AsyncLRU(opts)
 end
 
 local TTL_OPTIONS = { time_to_live = true, maxsize = true, skip_args = true,
-                      remote_cache = true, backup = true, load_timeout = true }
+                      remote_cache = true, backup = true, load_timeout = true,
+                      autosave_interval = true }
 
 --- cache.AsyncTTL{ time_to_live = 60, maxsize = 1024, skip_args = 0 }(fn)
 -- time_to_live = nil: entries never expire.
@@ -85,5 +87,10 @@ function _M.AsyncTTL(opts)
 end
 
 _M.is_decorated = core.is_memo
+
+--- f:save_to_backup() and f:load_error(): those of the function's cache.
+local memo_methods = core.memo_methods
+function memo_methods.save_to_backup(m) return m:cache():save_to_backup() end
+function memo_methods.load_error(m) return m:cache():load_error() end
 
 return _M

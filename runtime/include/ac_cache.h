@@ -291,6 +291,11 @@ AC_EXPORT uint32_t ac_cache_expire(ac_cache_t *c, double max_seconds);
 AC_EXPORT uint32_t ac_cache_slot_bound(const ac_cache_t *c);
 /* Seconds the entry in slot has left: +inf for none, 0 when expired. */
 AC_EXPORT double ac_cache_ttl_left(const ac_cache_t *c, uint32_t slot);
+/* Walks the live entries in the eviction policy's order, from the one it
+ * values most (LRU: the most recently used) to its next victim: start
+ * with 0, pass the last slot returned to go on; 0 ends the walk.  No entry
+ * may be added or removed during a walk. */
+AC_EXPORT uint32_t ac_cache_next_ranked(const ac_cache_t *c, uint32_t slot);
 AC_EXPORT const char *ac_cache_key(const ac_cache_t *c, uint32_t slot,
                                    int *tag, size_t *len);
 AC_EXPORT void ac_cache_stats(const ac_cache_t *c, ac_cache_stats_t *out);
