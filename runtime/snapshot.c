@@ -24,6 +24,9 @@
 
 static const char MAGIC[8] = {'\x89', 'A', 'C', 'S', 'N', 'A', 'P', '\n'};
 #define ENTRY_HEAD 17 /* tag, key length, value length, expiry */
+/* Bytes per write(2): big enough to cost nothing, small enough that one
+ * call does not hold a huge buffer in the kernel at once. */
+#define WRITE_CHUNK ((size_t)256 * 1024)
 
 struct ac_snapshot_s {
   char *buf; /* AC_SNAPSHOT_HEADER bytes of header, then the body */
@@ -195,7 +198,8 @@ static int write_file(const char *buf, size_t len, const paths *p, char *msg, si
   if (fd < 0) return sys_fail(msg, size, "create", p->tmp);
   size_t off = 0;
   while (off < len) {
-    ssize_t w = write(fd, buf + off, len - off);
+    size_t n = len - off < WRITE_CHUNK ? len - off : WRITE_CHUNK;
+    ssize_t w = write(fd, buf + off, n);
     if (w < 0 && errno == EINTR) continue;
     if (w < 0) goto fail;
     off += (size_t)w;
@@ -335,7 +339,8 @@ int ac_snapshot_parse(const char *data, size_t len, ac_snapshot_each_fn each, vo
     return bad(msg, size, "truncated: shorter than the header");
   }
   if (memcmp(data, MAGIC, 8) != 0) return bad(msg, size, "not an async-cache snapshot (bad magic)");
-  if (get32(data + 36) != crc(data, 36)) return bad(msg, size, "header checksum mismatch: the header is corrupt");
+  /* The version before the header's checksum: another version may lay its
+   * header out differently. */
   uint32_t version = get32(data + 8);
   if (version != AC_SNAPSHOT_VERSION) {
     if (size > 0)
@@ -343,6 +348,7 @@ int ac_snapshot_parse(const char *data, size_t len, ac_snapshot_each_fn each, vo
                (unsigned)version, AC_SNAPSHOT_VERSION);
     return AC_EFORMAT;
   }
+  if (get32(data + 36) != crc(data, 36)) return bad(msg, size, "header checksum mismatch: the header is corrupt");
   if (get32(data + 12) != 0) return bad(msg, size, "unknown flags in the header");
   uint64_t count = get64(data + 16), body = get64(data + 24);
   size_t have = len - AC_SNAPSHOT_HEADER;
