@@ -77,7 +77,7 @@ function _M.check(opts, level)
     end
   end
   if opts.remote_cache ~= nil then
-    error("opts.remote_cache is not supported yet: no remote backend exists in this version", level)
+    error("opts.remote_cache is not supported yet: no backend exists in this version", level)
   end
   local bk = backup.check(opts.backup, level)
   local autosave = check_positive(opts, "autosave_interval", level)
