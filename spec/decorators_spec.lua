@@ -553,11 +553,11 @@ describe("cache.AsyncLRU", function()
         "opts.skip_args must be a non-negative integer, got true")
     end)
 
-    it("rejects remote_cache and backup: no backend exists yet", function()
-      assert.has_error(function() cache.AsyncLRU{ remote_cache = {} } end,
-        "opts.remote_cache is not supported yet: no backend exists in this version")
+    it("rejects a backup that is not a backend", function()
       assert.has_error(function() cache.AsyncLRU{ backup = {} } end,
-        "opts.backup is not supported yet: no backend exists in this version")
+        "opts.backup must be a cache.DiskBackend or a backend with load and save methods (see cache.CacheBackend), got table")
+      assert.has_error(function() cache.AsyncLRU{ autosave_interval = 1 } end,
+        "opts.autosave_interval needs opts.backup (where to save)")
     end)
 
     it("rejects a decorated value that is not a function", function()
@@ -584,7 +584,7 @@ describe("cache.AsyncLRU", function()
       -- that must not be a tail call (it was: the error named pcall here)
       assert.equal(("%s:%d: opts.maxsize must be between 1 and 2147483647, got 0"):format(src, line),
         select(2, pcall(make, "AsyncLRU", { maxsize = 0 })))
-      assert.equal(("%s:%d: opts.backup is not supported yet: no backend exists in this version"):format(src, line),
+      assert.equal(("%s:%d: opts.backup must be a cache.DiskBackend or a backend with load and save methods (see cache.CacheBackend), got table"):format(src, line),
         select(2, pcall(make, "AsyncTTL", { backup = {} })))
     end)
 
@@ -721,11 +721,9 @@ describe("cache.AsyncTTL", function()
         "opts.skip_args must be a non-negative integer, got -2")
     end)
 
-    it("rejects remote_cache and backup: no backend exists yet", function()
-      assert.has_error(function() cache.AsyncTTL{ time_to_live = 60, remote_cache = {} } end,
-        "opts.remote_cache is not supported yet: no backend exists in this version")
+    it("rejects a backup given as a path: it takes a backend", function()
       assert.has_error(function() cache.AsyncTTL{ backup = "/tmp/x.pkl" } end,
-        "opts.backup is not supported yet: no backend exists in this version")
+        'opts.backup must be a cache.DiskBackend or a backend with load and save methods (see cache.CacheBackend), got string "/tmp/x.pkl"')
     end)
 
     it("rejects a decorated value that is not a function", function()
