@@ -30,6 +30,8 @@ typedef struct lcache {
   int batch_fn_ref;    /* the default batch loader, or LUA_NOREF */
   int batch_result;    /* BATCH_RESULT_*: how to read a batch loader's result */
   int pinned;          /* snapshot jobs running: entries keep their slots */
+  ac_backend_t *remote; /* the second level's adapter (lremote.h), or NULL */
+  ac_codec_writer_t enc; /* ops.encode's buffer */
   uint64_t unencodable; /* values a snapshot skipped (the core counts the
                            backend's) */
 } lcache;
@@ -45,6 +47,9 @@ typedef struct lload {
                       cache, anchored there): a finished thread counts
                       them among its results */
   ltask *loader;   /* the task running the load's function, or NULL */
+  ltask *deferred; /* with a remote: the loader thread, its function and
+                      arguments ready, started only if the remote misses */
+  int deferred_nargs;
   lresult *result; /* an outcome without values (timeout, close), shared */
   lpending held;   /* held by the scheduler while its loader runs on its own */
   /* While the load finishes with values: they are out_n values at out on
@@ -110,6 +115,11 @@ void ac__lcache_store(lua_State *L, lcache *c, int tag, const char *key,
 int ac__lcache_unpack(lua_State *L, int idx);
 /* Packs the n values at the top (popped) into a table, pushed. */
 void ac__lcache_pack(lua_State *L, int n);
+
+/* The core's ops.load: the remote has answered a load that asked it
+ * first (found: the value is stored and handed out; otherwise start the
+ * deferred loader). */
+void ac__lload_backend_done(void *ud, ac_load_t *ld, int found);
 
 /* Sets up the binding's part of a load the core opened. */
 void ac__lload_init(ac_load_t *ld, lcache *c, int mode);

@@ -15,6 +15,7 @@
 #include "lcache.h"
 #include "ltype.h"
 #include "lkey.h"
+#include "lremote.h"
 #include "lsched.h"
 
 #define CACHE_MT "ac.cache"
@@ -244,7 +245,7 @@ static int cache_metrics(lua_State *L) {
   lcache *c = ac__lcache_check(L, 1, "get_metrics");
   ac_cache_stats_t st;
   ac_cache_stats(c->cache, &st);
-  lua_createtable(L, 0, 14);
+  lua_createtable(L, 0, 20);
   set_count(L, "hits", st.hits);
   set_count(L, "misses", st.misses);
   set_count(L, "loads", st.loads);
@@ -259,6 +260,9 @@ static int cache_metrics(lua_State *L) {
   set_count(L, "batched_keys", st.batched_keys);
   set_count(L, "memory_bytes", st.memory_bytes);
   set_count(L, "unencodable", st.unencodable + c->unencodable);
+  set_count(L, "remote_hits", st.backend_hits);
+  set_count(L, "remote_misses", st.backend_misses);
+  set_count(L, "remote_errors", st.backend_errors);
   uint64_t lookups = st.hits + st.misses;
   set_counter(L, "hit_rate", lookups ? (double)st.hits / (double)lookups : 0.0);
   return 1;
@@ -272,6 +276,9 @@ static void close_cache(lua_State *L, lcache *c) {
    * (values[slot] = nil). */
   ac_cache_free(c->cache);
   c->cache = NULL;
+  ac_backend_free(c->remote); /* after its cache: see ac_backend.h */
+  c->remote = NULL;
+  ac_codec_writer_free(&c->enc);
   luaL_unref(L, LUA_REGISTRYINDEX, c->batch_fn_ref);
   c->batch_fn_ref = LUA_NOREF;
   luaL_unref(L, LUA_REGISTRYINDEX, c->values_ref);
@@ -342,10 +349,21 @@ static int new_cache(lua_State *L) {
   o.ops.compact = on_compact;
   o.ops.dispatch = ac__lbatch_dispatch;
   o.ud = c;
+  c->ls = ls;
+  ac_codec_writer_init(&c->enc);
+  if (lua_getfield(L, 1, "remote_cache") != LUA_TNIL) {
+    c->remote = ac__lremote_new(L, -1, c);
+    o.backend = c->remote;
+    ac__lremote_ops(&o.ops);
+  }
+  lua_pop(L, 1);
   int err;
   c->cache = ac_cache_new(&o, &err);
-  if (c->cache == NULL)
+  if (c->cache == NULL) {
+    ac_backend_free(c->remote);
+    c->remote = NULL;
     return luaL_error(L, "cannot create the cache: %s", ac_strerror(err));
+  }
   lua_createtable(L, 0, 0);
   c->values_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   c->maxsize = o.maxsize;

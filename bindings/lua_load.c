@@ -72,6 +72,18 @@ static void on_waiter(ac_load_waiter_t *w, ac_load_t *ld, int status) {
     ac__lsched_wake(t, NULL);
     return;
   }
+  uint32_t slot = ac_load_slot(ld);
+  if (status == 0 && slot != 0 && lua_checkstack(t->co, 3)) {
+    /* The remote had the value: it is in values[slot] (no loader ran). */
+    if (d->mode == LOAD_CALL) {
+      lua_pushboolean(t->co, 1);
+      t->nargs++;
+    }
+    ac__lcache_push_value(t->co, d->c, slot);
+    t->nargs++;
+    ac__lsched_wake(t, NULL);
+    return;
+  }
   lresult *r = ac__lload_status_result(ld, status != 0 ? status : AC_ECANCELED);
   if (r != ac__lresult_oom()) r->refs++; /* this waiter's reference */
   ac__lsched_wake(t, r);
@@ -392,8 +404,7 @@ static int lead(lua_State *L, lcache *c, const lload_spec *spec, ltask *me) {
   ac__lload_init(ld, c, spec->mode);
   lload *d = lload_of(ld);
   d->anchor_ref = anchor_ref;
-  /* No backend in this version: the core always answers AC_LEAD. */
-  (void)ac_load_begin(ld);
+  int begun = ac_load_begin(ld); /* AC_JOIN: a remote is asked first */
   t->done = on_loader_done;
   t->done_ud = ld;
   /* The cache goes below the function on the loader's stack: it anchors
@@ -405,6 +416,11 @@ static int lead(lua_State *L, lcache *c, const lload_spec *spec, ltask *me) {
   for (int i = 0; i < nargs; i++) lua_pushvalue(L, spec->first + i);
   lua_xmove(L, t->co, nargs + 2);
   d->on_stack = 1;
+  if (begun == AC_JOIN) { /* the loader runs only if the remote misses */
+    d->deferred = t;
+    d->deferred_nargs = nargs;
+    return ac__lload_wait(L, ld, spec->mode);
+  }
   /* While the loader runs inline, its caller waits for this load. */
   d->loader = t;
   if (me != NULL) me->waiting = ld;
@@ -426,6 +442,28 @@ static int lead(lua_State *L, lcache *c, const lload_spec *spec, ltask *me) {
   }
   ac_load_background(ld);
   return ac__lload_wait(L, ld, spec->mode);
+}
+
+void ac__lload_backend_done(void *ud, ac_load_t *ld, int found) {
+  lcache *c = ud;
+  lload *d = lload_of(ld);
+  ltask *t = d->deferred;
+  d->deferred = NULL;
+  if (found || t == NULL || !ac_load_open(ld)) {
+    /* A remote hit (stored, handed out), or a cache closed meanwhile: the
+     * loader never runs. */
+    if (t != NULL) ac__lsched_release_loader(c->ls, t, LUA_OK);
+    luaL_unref(ac__lsched_cbstate(c->ls), LUA_REGISTRYINDEX, d->anchor_ref);
+    d->anchor_ref = LUA_NOREF;
+    ac_load_finish(ld, found ? 0 : AC_ECANCELED, found ? ac_load_slot(ld) : 0);
+    return;
+  }
+  /* A miss: the loader starts now, as a queued task (this runs inside the
+   * core), and finishes like a loader gone to the background. */
+  d->loader = t;
+  ac__lsched_hold(c->ls, &d->held, release_load);
+  t->nargs = d->deferred_nargs;
+  ac_sched_post(ac__lsched_sched(c->ls), &t->q);
 }
 
 int ac__lcache_miss(lua_State *L, lcache *c, const lload_spec *spec,

@@ -18,6 +18,7 @@ local async_cache = require "cache.async_cache"
 local decorators = require "cache.decorators"
 local invalidators = require "cache.invalidators"
 local backup = require "cache.backup"
+local remote = require "cache.remote"
 
 return {
   _VERSION = core.version,
@@ -35,6 +36,9 @@ return {
   -- of snapshot backends written in Lua (load() -> entries, save(entries))
   DiskBackend = backup.DiskBackend,
   CacheBackend = backup.CacheBackend,
+  --- cache.RemoteCacheBackend: the base of remote backends written in Lua
+  -- (get(key), set(key, bytes, ttl), delete(key), each of which may yield)
+  RemoteCacheBackend = remote.RemoteCacheBackend,
 
   AsyncLRU = decorators.AsyncLRU,
   AsyncTTL = decorators.AsyncTTL,

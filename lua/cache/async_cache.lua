@@ -12,6 +12,7 @@
 local core = require "cache.core"
 local util = require "cache.util"
 local backup = require "cache.backup"
+local remote = require "cache.remote"
 
 local callable, describe = util.callable, util.describe
 
@@ -60,6 +61,8 @@ local DEFAULT_MAX_BATCH_SIZE = 100
 -- opts.backup        a snapshot backend (cache.DiskBackend(path), or one
 --                    written in Lua on cache.CacheBackend): restored now,
 --                    written by cache:save_to_backup()
+-- opts.remote_cache  a second level shared with other caches (a
+--                    cache.RemoteCacheBackend): L1, then it, then the loader
 -- opts.autosave_interval  seconds between saves in the background (needs backup)
 -- opts.batch_result  how to read the loader's result: "map" ({ [key] = v }),
 --                    "array" (values in key order) or "auto" (the default:
@@ -76,9 +79,7 @@ function _M.check(opts, level)
       error(("cache.AsyncCache: unknown option '%s'"):format(tostring(k)), level)
     end
   end
-  if opts.remote_cache ~= nil then
-    error("opts.remote_cache is not supported yet: no backend exists in this version", level)
-  end
+  local rc = remote.check(opts.remote_cache, level)
   local bk = backup.check(opts.backup, level)
   local autosave = check_positive(opts, "autosave_interval", level)
   if autosave ~= nil and bk == nil then
@@ -121,7 +122,7 @@ function _M.check(opts, level)
     maxsize = math.tointeger(maxsize), default_ttl = default_ttl or huge,
     load_timeout = load_timeout, batch_loader = batch_loader, batch_window_ms = window,
     max_batch_size = math.tointeger(max_batch), batch_result = form,
-    sweep_interval = sweep, backup = bk, autosave_interval = autosave,
+    sweep_interval = sweep, backup = bk, autosave_interval = autosave, remote_cache = rc,
   }
 end
 

@@ -34,30 +34,7 @@ local _M = {}
 -- Weak keys: a cache nobody holds goes, and its state with it.
 local states = setmetatable({}, { __mode = "k" })
 
---- Classes ----------------------------------------------------------------
-
--- Base:extend() -> a subclass; Class(fields) -> an instance (a table with
--- those fields, or empty), after Class.init(self) when there is one.
-local function class(name, defaults)
-  local base = defaults
-  base.__index = base
-  base.__name = name
-  function base.extend(parent)
-    local sub = setmetatable({}, { __index = parent, __call = function(cls, fields)
-      local self = setmetatable(fields or {}, cls)
-      if self.init then self:init() end
-      return self
-    end })
-    sub.__index = sub
-    sub.__name = parent.__name
-    return sub
-  end
-  return setmetatable(base, { __call = function(cls, fields)
-    return setmetatable(fields or {}, cls)
-  end })
-end
-
-_M.CacheBackend = class("cache.CacheBackend", {
+_M.CacheBackend = util.class("cache.CacheBackend", {
   load = function() return {} end,
   save = function(self)
     error((tostring(getmetatable(self).__name or "CacheBackend")) .. ":save() is not implemented", 2)

@@ -1,5 +1,5 @@
 --- Small helpers shared by the cache modules.
-local type, tostring, getmetatable = type, tostring, getmetatable
+local type, tostring, getmetatable, setmetatable = type, tostring, getmetatable, setmetatable
 
 local _M = {}
 
@@ -25,6 +25,28 @@ end
 function _M.is_key(v)
   local t = type(v)
   return t == "string" or t == "boolean" or (t == "number" and v == v)
+end
+
+--- A base class for backends written in Lua: name is what error messages
+-- call it, methods its default methods.  Base:extend() makes a subclass;
+-- Class(fields) (or Class()) an instance: the fields table itself, after
+-- Class.init(self) when the class has one.
+function _M.class(name, methods)
+  local function new(cls, fields)
+    local self = setmetatable(fields or {}, cls)
+    if self.init then self:init() end
+    return self
+  end
+  local base = methods
+  base.__index = base
+  base.__name = name
+  function base.extend(parent)
+    local sub = setmetatable({}, { __index = parent, __call = new })
+    sub.__index = sub
+    sub.__name = parent.__name
+    return sub
+  end
+  return setmetatable(base, { __call = new })
 end
 
 return _M
