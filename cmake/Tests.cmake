@@ -76,6 +76,8 @@ add_test(NAME example.decorators
          COMMAND acache ${CMAKE_SOURCE_DIR}/examples/decorators.lua)
 add_test(NAME example.batching
          COMMAND acache ${CMAKE_SOURCE_DIR}/examples/batching.lua)
+add_test(NAME example.custom_backend
+         COMMAND acache ${CMAKE_SOURCE_DIR}/examples/custom_backend.lua)
 # The README's Lua quickstart, run as written (keeps the README true).
 add_test(NAME example.readme_quickstart
          COMMAND sh ${CMAKE_SOURCE_DIR}/tools/readme-quickstart.sh
@@ -84,8 +86,10 @@ add_test(NAME example.readme_quickstart
 set_tests_properties(example.readme_quickstart PROPERTIES TIMEOUT 60 LABELS example
   PASS_REGULAR_EXPRESSION "^0\\.2")
 set_tests_properties(example.quickstart example.quickstart_lua54 example.host_step
-  example.host_uv example.decorators example.batching
+  example.host_uv example.decorators example.batching example.custom_backend
   PROPERTIES TIMEOUT 120 LABELS example)
+set_tests_properties(example.custom_backend PROPERTIES PASS_REGULAR_EXPRESSION
+  "L2 lookups: 1, queries: 2.*written by a.*remote_errors 3, reported 3")
 set_tests_properties(example.decorators PROPERTIES
   PASS_REGULAR_EXPRESSION "100 concurrent get_user\\(2\\) calls -> queries:.3")
 set_tests_properties(example.batching PROPERTIES
@@ -100,14 +104,14 @@ find_program(VALGRIND valgrind)
 if(VALGRIND AND NOT AC_SANITIZE)
   set(AC_VALGRIND ${VALGRIND} -q --error-exitcode=9 --leak-check=full
       --errors-for-leak-kinds=definite,indirect)
-  foreach(ex quickstart decorators batching)
+  foreach(ex quickstart decorators batching custom_backend)
     add_test(NAME valgrind.${ex}
              COMMAND ${AC_VALGRIND} $<TARGET_FILE:acache> ${CMAKE_SOURCE_DIR}/examples/${ex}.lua)
   endforeach()
   foreach(host host_step host_uv)
     add_test(NAME valgrind.${host} COMMAND ${AC_VALGRIND} $<TARGET_FILE:${host}>)
   endforeach()
-  set_tests_properties(valgrind.quickstart valgrind.decorators valgrind.batching
+  set_tests_properties(valgrind.quickstart valgrind.decorators valgrind.batching valgrind.custom_backend
     valgrind.host_step valgrind.host_uv PROPERTIES TIMEOUT 300 LABELS valgrind)
 endif()
 
