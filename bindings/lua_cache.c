@@ -338,10 +338,13 @@ static int new_cache(lua_State *L) {
   lua_pop(L, 1);
   lsched *ls = ac__lsched_get(L);
   lcache *c = lua_newuserdatauv(L, sizeof *c, 0);
+  /* Open from the start, with nothing in it: when a step below raises
+   * (no memory), __gc frees what the steps before it made.  The magic,
+   * set last, keeps a half-built cache from being used. */
   memset(c, 0, sizeof *c);
-  c->closed = 1; /* until fully built, so __gc has nothing to undo */
   c->values_ref = LUA_NOREF;
   c->batch_fn_ref = LUA_NOREF;
+  ac_codec_writer_init(&c->enc);
   luaL_setmetatable(L, CACHE_MT);
   o.sched = ac__lsched_sched(ls);
   o.ops.removed = on_removed;
@@ -350,7 +353,6 @@ static int new_cache(lua_State *L) {
   o.ops.dispatch = ac__lbatch_dispatch;
   o.ud = c;
   c->ls = ls;
-  ac_codec_writer_init(&c->enc);
   if (lua_getfield(L, 1, "remote_cache") != LUA_TNIL) {
     c->remote = ac__lremote_new(L, -1, c);
     o.backend = c->remote;
@@ -359,22 +361,17 @@ static int new_cache(lua_State *L) {
   lua_pop(L, 1);
   int err;
   c->cache = ac_cache_new(&o, &err);
-  if (c->cache == NULL) {
-    ac_backend_free(c->remote);
-    c->remote = NULL;
+  if (c->cache == NULL)
     return luaL_error(L, "cannot create the cache: %s", ac_strerror(err));
-  }
   lua_createtable(L, 0, 0);
   c->values_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   c->maxsize = o.maxsize;
-  c->ls = ls;
   c->batch_result = batch_result;
   if (lua_getfield(L, 1, "batch_loader") != LUA_TNIL)
     c->batch_fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   else
     lua_pop(L, 1);
   c->magic = CACHE_MAGIC;
-  c->closed = 0;
   return 1;
 }
 

@@ -64,11 +64,30 @@ static void req_end(lreq *q, int status, const char *bytes, size_t len, double t
   else q->done_cb(q->arg, status);
 }
 
-/* A failed call: to the error hook, named. */
-static void report(lua_State *L, lremote *r, int op, int err_idx) {
-  const char *msg = lua_isstring(L, err_idx) ? lua_tostring(L, err_idx) : luaL_typename(L, err_idx);
-  lua_pushfstring(L, "remote backend %s() failed: %s", OP_NAMES[op], msg);
+/* report_body(r, op, why): why is the error value, or a light userdata
+ * pointing to a static sentence. */
+static int report_body(lua_State *L) {
+  lremote *r = lua_touserdata(L, 1);
+  int op = (int)lua_tointeger(L, 2);
+  const char *why = lua_islightuserdata(L, 3) ? (const char *)lua_touserdata(L, 3)
+                    : lua_isstring(L, 3)      ? lua_tostring(L, 3)
+                                              : luaL_typename(L, 3);
+  lua_pushfstring(L, "remote backend %s() failed: %s", OP_NAMES[op], why);
   ac__lsched_report(r->ls, L, NULL);
+  return 0;
+}
+
+/* A failed call, to the error hook, named; why is at err_idx, or is the
+ * static sentence text.  Never raises (the request must be let go of
+ * after it, whatever happens). */
+static void report(lua_State *L, lremote *r, int op, int err_idx, const char *text) {
+  if (!lua_checkstack(L, 5)) return;
+  lua_pushcfunction(L, report_body);
+  lua_pushlightuserdata(L, r);
+  lua_pushinteger(L, op);
+  if (text != NULL) lua_pushlightuserdata(L, (void *)text);
+  else lua_pushvalue(L, err_idx);
+  if (lua_pcall(L, 3, 0, 0) != LUA_OK) lua_pop(L, 1);
 }
 
 /* The method has returned (status, its results from base + 1) or raised
@@ -77,31 +96,30 @@ static int finish(lua_State *L, int status, lua_KContext ctx) {
   int base = (int)ctx; /* the request's slot */
   lreq *q = lua_touserdata(L, base);
   lremote *r = q->r;
+  ltask *me = ac__lsched_current(ac__lsched_get(L));
+  if (me != NULL) me->done_ud = NULL; /* request_done: handled here */
   if (r == NULL) { /* detached: the cache and its adapter are gone */
     ac__lsched_drop(ac__lsched_get(L), &q->held);
     ac__free(q);
     return 0;
   }
-  req_unlink(q);
-  ac__lsched_drop(r->ls, &q->held);
   int ok = status == LUA_OK || status == LUA_YIELD;
   int rc = 0;
   const char *bytes = NULL;
   size_t len = 0;
   double ttl = HUGE_VAL;
   if (!ok) {
-    report(L, r, q->op, lua_gettop(L));
+    report(L, r, q->op, lua_gettop(L), NULL);
     rc = AC_EIO;
   } else if (lua_isnil(L, base + 1) && !lua_isnoneornil(L, base + 2)) { /* nil, err */
-    report(L, r, q->op, base + 2);
+    report(L, r, q->op, base + 2, NULL);
     rc = AC_EIO;
   } else if (q->op == OP_GET) {
     int t = lua_type(L, base + 1);
     if (t == LUA_TNIL || t == LUA_TNONE) {
       rc = AC_ENOENT;
     } else if (t != LUA_TSTRING) {
-      lua_pushfstring(L, "it must return a string of bytes or nil, got %s", lua_typename(L, t));
-      report(L, r, q->op, lua_gettop(L));
+      report(L, r, q->op, 0, "it must return a string of bytes or nil");
       rc = AC_EIO;
     } else {
       bytes = lua_tolstring(L, base + 1, &len);
@@ -109,10 +127,34 @@ static int finish(lua_State *L, int status, lua_KContext ctx) {
       if (!(ttl > 0)) rc = AC_ENOENT; /* no time left: expired */
     }
   }
+  /* Nothing below raises: the request goes, its callback runs. */
+  req_unlink(q);
+  ac__lsched_drop(r->ls, &q->held);
   lreq copy = *q;
   ac__free(q);
   req_end(&copy, rc, bytes, len, ttl);
   return 0;
+}
+
+/* The request's task has ended.  Normally finish() has handled the
+ * request; when the task could not even run (no memory to start it), the
+ * request still is pending: it ends here as a failed call. */
+static void request_done(ltask *t, int status, int nres) {
+  (void)nres;
+  lreq *q = t->done_ud;
+  lsched *ls = t->ls;
+  ac__lsched_release_loader(ls, t, status);
+  if (q == NULL) return;
+  if (q->r == NULL) { /* detached */
+    ac__lsched_drop(ls, &q->held);
+    ac__free(q);
+    return;
+  }
+  req_unlink(q);
+  ac__lsched_drop(ls, &q->held);
+  lreq copy = *q;
+  ac__free(q);
+  req_end(&copy, AC_EIO, NULL, 0, 0);
 }
 
 /* The task of one request: (request, method, object, args...). */
@@ -166,7 +208,9 @@ static int spawn_protected(lua_State *L) {
     else lua_pushnumber(L, a->ttl);
     n += 2;
   }
-  ac__lsched_spawn(L, TASK_SPAWN, n + 1);
+  ltask *t = ac__lsched_spawn(L, TASK_LOADER, n + 1);
+  t->done = request_done;
+  t->done_ud = q;
   return 0;
 }
 
@@ -239,12 +283,16 @@ static void r_free(ac_backend_t *b) {
 static const ac_backend_vtable_t LUA_REMOTE = {"lua", r_get, r_set, r_del, r_clear, r_free};
 
 ac_backend_t *ac__lremote_new(lua_State *L, int idx, lcache *c) {
+  lua_pushvalue(L, idx);
+  int ref = luaL_ref(L, LUA_REGISTRYINDEX); /* first: it may raise */
   lremote *r = ac__calloc(1, sizeof *r);
-  if (r == NULL) luaL_error(L, "not enough memory");
+  if (r == NULL) {
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    luaL_error(L, "not enough memory");
+  }
   r->base.vt = &LUA_REMOTE;
   r->ls = c->ls;
-  lua_pushvalue(L, idx);
-  r->obj_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  r->obj_ref = ref;
   return &r->base;
 }
 

@@ -180,7 +180,7 @@ describe("remote_cache (a Lua backend)", function()
     function Wrong:delete() end
     local w = cache.AsyncCache{ remote_cache = Wrong() }
     assert.equal("fresh", w:get("k", function() return "fresh" end))
-    assert.matches("remote backend get%(%) failed: it must return a string of bytes or nil, got number",
+    assert.matches("remote backend get%(%) failed: it must return a string of bytes or nil",
                    msgs[#msgs])
   end))
 

@@ -20,6 +20,7 @@
  * (the whole path has been covered). */
 #include <lauxlib.h>
 #include <lualib.h>
+#include <unistd.h>
 
 #include "test_harness.h"
 #include "test_alloc.h"
@@ -187,3 +188,40 @@ TEST(warmup) {
 }
 
 TEST(delete_and_clear) { sweep("c:delete('hot'); c:clear(); c:set('hot', 'v')"); }
+
+TEST(codec_round_trip) {
+  sweep("local b = assert(cache.codec.encode({ 1, 'x', { y = 2.5, [10] = true } }))\n"
+        "return cache.codec.decode(b), cache.codec.encode(print)");
+}
+
+/* Save (in a task: slices and the thread pool) and restore.  Each case
+ * runs in a process of its own: the pid keeps the file apart. */
+TEST(save_and_restore) {
+  char op[1024];
+  snprintf(op, sizeof op,
+           "local p = '/tmp/ac_sweep_%ld.acs'\n"
+           "local ok, err = pcall(function()\n"
+           "  local d = cache.AsyncCache{ backup = cache.DiskBackend(p) }\n"
+           "  d:set('a', { 1, 2 }); d:set(7, 'seven')\n"
+           "  assert(d:save_to_backup())\n"
+           "  local e = cache.AsyncCache{ backup = cache.DiskBackend(p) }\n"
+           "  return e:get('a'), e:load_error()\n"
+           "end)\n"
+           "os.remove(p)\n"
+           "if not ok then error(err, 0) end",
+           (long)getpid());
+  sweep(op);
+}
+
+TEST(remote_read_and_write) {
+  sweep("local R = cache.RemoteCacheBackend:extend()\n"
+        "function R:get(k) return self[k] end\n"
+        "function R:set(k, b) self[k] = b end\n"
+        "function R:delete(k) self[k] = nil end\n"
+        "local r = R()\n"
+        "local a = cache.AsyncCache{ remote_cache = r }\n"
+        "a:set('k', { 1 })\n"
+        "runtime.sleep(0)\n"
+        "local b = cache.AsyncCache{ remote_cache = r }\n"
+        "return b:get('k', function() return 2 end), b:get('m', function() return 3 end)");
+}
