@@ -406,6 +406,7 @@ TEST(every_error_code_has_a_name_and_a_message) {
       {AC_ECLOSED, -7, "AC_ECLOSED", "object is closed"},
       {AC_ELOAD, -8, "AC_ELOAD", "loader failed"},
       {AC_EIO, -9, "AC_EIO", "input/output error"},
+      {AC_EFORMAT, -10, "AC_EFORMAT", "malformed or unsupported data"},
   };
   enum { N = sizeof errs / sizeof errs[0] };
   for (int i = 0; i < N; i++) {
