@@ -248,8 +248,11 @@ typedef struct {
  * message, on top. */
 static int decode_protected(lua_State *L) {
   decode_args *a = lua_touserdata(L, 1);
-  /* Every open container, plus a key and a value. */
-  luaL_checkstack(L, AC_CODEC_MAX_DEPTH + 4, "MessagePack decoding");
+  /* Each open container holds its table and, in a map whose value is
+   * being read, the key read before it: two slots a level, at most
+   * AC_CODEC_MAX_DEPTH levels; the value just read at the innermost one (a
+   * scalar, or an empty container) is one more. */
+  luaL_checkstack(L, 2 * AC_CODEC_MAX_DEPTH + 1, "MessagePack decoding");
   int base = lua_gettop(L);
   decoder d = {L, 0, {{0, 0}}, NULL};
   const char *why = NULL;
