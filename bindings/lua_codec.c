@@ -289,6 +289,23 @@ static int codec_encode(lua_State *L) {
   lua_settop(L, 1);
   ac_codec_writer_t *w = lua_touserdata(L, lua_upvalueindex(1));
   ac_codec_writer_reset(w);
+  if (lua_type(L, 1) == LUA_TSTRING) {
+    /* A string (a page, a JSON body: common cache values) is its header
+     * and its bytes: Lua's concatenation copies them once, straight into
+     * the result. */
+    size_t len;
+    const char *s = lua_tolstring(L, 1, &len);
+    ac_codec_put_string_head(w, s, len);
+    if (w->err) {
+      luaL_pushfail(L);
+      lua_pushstring(L, "value too large for MessagePack (a string or table over 2^32 - 1)");
+      return 2;
+    }
+    lua_pushlstring(L, w->data, w->len);
+    lua_pushvalue(L, 1);
+    lua_concat(L, 2);
+    return 1;
+  }
   const char *why;
   int rc = ac__lcodec_encode(L, 1, w, &why);
   if (rc != 0) {

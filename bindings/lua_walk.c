@@ -29,6 +29,9 @@
 
 /* Entries sorted on the C stack; bigger maps sort in ac__malloc memory. */
 #define SMALL_MAP 8
+/* Unsorted tables of up to this many pairs are read in one lua_next pass
+ * (gathered on the stack); bigger ones in two (count, then visit). */
+#define GATHER_MAX 64
 
 typedef struct {
   const void *p; /* string bytes, or the address (identity, tie-break) */
@@ -341,6 +344,58 @@ static int visit_sorted(lwalk *w, int t, size_t n) {
   return rc;
 }
 
+/* An unsorted table in one lua_next pass: every key and value is left on
+ * the stack (2 slots a pair above base) while counting the pairs and
+ * telling an array from a map, then visited from there.  An array whose
+ * keys came in index order (the array part first: the usual case) is
+ * visited from the stack too; one whose keys came in another order, with
+ * lua_rawgeti.  Returns 1 (with *rc set) when done, 0 when the table has
+ * more than GATHER_MAX pairs (the stack as it was: the caller reads it in
+ * two passes). */
+static int visit_gathered(lwalk *w, int t, int *rc) {
+  lua_State *L = w->L;
+  if (!lua_checkstack(L, 2 * GATHER_MAX + 3)) return 0;
+  int base = lua_gettop(L);
+  size_t n = 0;
+  int array = 1, in_order = 1;
+  lua_Integer max = 0;
+  lua_pushnil(L);
+  while (lua_next(L, t) != 0) {
+    if (++n > GATHER_MAX) {
+      lua_settop(L, base);
+      return 0;
+    }
+    if (array) {
+      if (lua_isinteger(L, -2)) {
+        lua_Integer k = lua_tointeger(L, -2);
+        if (k < 1) array = 0;
+        else if (k > max) max = k;
+        if (k != (lua_Integer)n) in_order = 0;
+      } else {
+        array = 0;
+      }
+    }
+    lua_pushvalue(L, -2); /* the key lua_next goes on from */
+  }
+  if (array && (lua_Unsigned)max == n) {
+    if (in_order) {
+      *rc = w->v->array ? w->v->array(w->ud, n) : 0;
+      for (size_t i = 0; *rc == 0 && i < n; i++) *rc = visit(w, base + 2 + 2 * (int)i);
+    } else {
+      lua_settop(L, base);
+      *rc = visit_array(w, t, n);
+    }
+  } else {
+    *rc = w->v->map ? w->v->map(w->ud, n) : 0;
+    for (size_t i = 0; *rc == 0 && i < n; i++) {
+      int k = base + 1 + 2 * (int)i;
+      if ((*rc = visit(w, k)) == 0) *rc = visit(w, k + 1);
+    }
+  }
+  lua_settop(L, base);
+  return 1;
+}
+
 static int visit_table(lwalk *w, int t) {
   lua_State *L = w->L;
   const void *self = lua_topointer(L, t);
@@ -352,7 +407,9 @@ static int visit_table(lwalk *w, int t) {
   w->path[w->depth++] = self;
   size_t n;
   int rc;
-  if (count_pairs(L, t, &n)) rc = visit_array(w, t, n);
+  if (!(w->flags & LWALK_SORTED) && visit_gathered(w, t, &rc)) {
+    /* done in one pass */
+  } else if (count_pairs(L, t, &n)) rc = visit_array(w, t, n);
   else if ((w->flags & LWALK_SORTED) && n > 1) rc = visit_sorted(w, t, n);
   else rc = visit_pairs(w, t, n);
   if (rc == 0 && w->v->end) rc = w->v->end(w->ud);

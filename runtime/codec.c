@@ -47,29 +47,43 @@ void ac_codec_writer_free(ac_codec_writer_t *w) {
   ac_codec_writer_init(w);
 }
 
-static int append(void *data, const char *buf, size_t n) {
-  ac_codec_writer_t *w = data;
+/* A failed writer keeps no room (cap = len), so that every later append
+ * takes the slow path, which drops it. */
+static int fail_writer(ac_codec_writer_t *w, int err) {
+  w->err = err;
+  w->cap = w->len;
+  return -1;
+}
+
+__attribute__((noinline)) static int append_slow(ac_codec_writer_t *w, const char *buf,
+                                                  size_t n) {
   if (w->err) return -1;
-  if (n > w->cap - w->len) {
-    size_t cap = w->cap ? w->cap : 256;
-    while (cap - w->len < n) {
-      if (cap > SIZE_MAX / 2) {
-        w->err = AC_ENOMEM;
-        return -1;
-      }
-      cap *= 2;
-    }
-    char *p = ac__realloc(w->data, cap);
-    if (p == NULL) {
-      w->err = AC_ENOMEM;
-      return -1;
-    }
-    w->data = p;
-    w->cap = cap;
+  size_t cap = w->cap ? w->cap : 256;
+  while (cap - w->len < n) {
+    if (cap > SIZE_MAX / 2) return fail_writer(w, AC_ENOMEM);
+    cap *= 2;
   }
+  char *p = ac__realloc(w->data, cap);
+  if (p == NULL) return fail_writer(w, AC_ENOMEM);
+  w->data = p;
+  w->cap = cap;
   memcpy(w->data + w->len, buf, n);
   w->len += n;
   return 0;
+}
+
+/* The packer's write callback.  Always inlined: every put makes its
+ * packer with this callback, so the compiler turns msgpack-c's indirect
+ * call into this copy.  After a failure the fast path is never taken
+ * (fail_writer), so err is checked on the slow path only. */
+__attribute__((always_inline)) static inline int append(void *data, const char *buf, size_t n) {
+  ac_codec_writer_t *w = data;
+  if (n <= w->cap - w->len) {
+    memcpy(w->data + w->len, buf, n);
+    w->len += n;
+    return 0;
+  }
+  return append_slow(w, buf, n);
 }
 
 #define PACKER(w) msgpack_packer pk = {(w), append}
@@ -95,19 +109,31 @@ void ac_codec_put_double(ac_codec_writer_t *w, double d) {
   msgpack_pack_double(&pk, d);
 }
 
-void ac_codec_put_string(ac_codec_writer_t *w, const char *s, size_t len) {
+/* The header of s; returns whether it is str (1) or bin (0), or -1 when
+ * s is too long for MessagePack. */
+static int string_head(ac_codec_writer_t *w, const char *s, size_t len) {
   PACKER(w);
   if (len > UINT32_MAX) { /* MessagePack's limit */
-    w->err = AC_EINVAL;
-    return;
+    fail_writer(w, AC_EINVAL);
+    return -1;
   }
   if (ac_codec_utf8_valid(s, len)) {
     msgpack_pack_str(&pk, len);
-    msgpack_pack_str_body(&pk, s, len);
-  } else {
-    msgpack_pack_bin(&pk, len);
-    msgpack_pack_bin_body(&pk, s, len);
+    return 1;
   }
+  msgpack_pack_bin(&pk, len);
+  return 0;
+}
+
+void ac_codec_put_string_head(ac_codec_writer_t *w, const char *s, size_t len) {
+  string_head(w, s, len);
+}
+
+void ac_codec_put_string(ac_codec_writer_t *w, const char *s, size_t len) {
+  int kind = string_head(w, s, len);
+  PACKER(w);
+  if (kind == 1) msgpack_pack_str_body(&pk, s, len);
+  else if (kind == 0) msgpack_pack_bin_body(&pk, s, len);
 }
 
 void ac_codec_put_array(ac_codec_writer_t *w, uint32_t n) {
@@ -122,9 +148,19 @@ void ac_codec_put_map(ac_codec_writer_t *w, uint32_t n) {
 
 /* UTF-8 as RFC 3629 defines it: the second byte's range depends on the
  * first (no overlong forms, no surrogates D800..DFFF, nothing above
- * 10FFFF).  ASCII, the common case, is checked eight bytes at a time. */
+ * 10FFFF).  ASCII, the common case, is told at once: every byte OR-ed
+ * together, eight at a time, without a branch per byte. */
 int ac_codec_utf8_valid(const char *str, size_t len) {
   const unsigned char *s = (const unsigned char *)str, *end = s + len;
+  uint64_t acc = 0;
+  size_t i = 0;
+  for (; i + 8 <= len; i += 8) {
+    uint64_t x;
+    memcpy(&x, s + i, 8);
+    acc |= x;
+  }
+  for (; i < len; i++) acc |= s[i];
+  if ((acc & 0x8080808080808080u) == 0) return 1;
   while (s < end) {
     if (end - s >= 8) {
       uint64_t x;
@@ -155,8 +191,8 @@ int ac_codec_utf8_valid(const char *str, size_t len) {
     }
     if ((size_t)(end - s) <= n) return 0;
     if (s[1] < lo || s[1] > hi) return 0;
-    for (size_t i = 2; i <= n; i++)
-      if ((s[i] & 0xC0) != 0x80) return 0;
+    for (size_t k = 2; k <= n; k++)
+      if ((s[k] & 0xC0) != 0x80) return 0;
     s += n + 1;
   }
   return 1;

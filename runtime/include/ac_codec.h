@@ -51,6 +51,9 @@ AC_EXPORT void ac_codec_put_int(ac_codec_writer_t *w, int64_t i);
 AC_EXPORT void ac_codec_put_double(ac_codec_writer_t *w, double d);
 /* str when valid UTF-8, else bin. */
 AC_EXPORT void ac_codec_put_string(ac_codec_writer_t *w, const char *s, size_t len);
+/* Only the header ac_codec_put_string would write for s: for a caller
+ * that appends the bytes itself (without copying them twice). */
+AC_EXPORT void ac_codec_put_string_head(ac_codec_writer_t *w, const char *s, size_t len);
 AC_EXPORT void ac_codec_put_array(ac_codec_writer_t *w, uint32_t n);
 AC_EXPORT void ac_codec_put_map(ac_codec_writer_t *w, uint32_t n);
 
