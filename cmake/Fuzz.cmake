@@ -37,6 +37,7 @@ endfunction()
 #                    name       corpus  library
 ac_add_fuzz_target(codec       codec   asynccache_static)
 ac_add_fuzz_target(lua_codec   codec   asynccache_lua_static)
+ac_add_fuzz_target(snapshot    snapshot asynccache_static)
 
 # The seeds in fuzz/corpus/codec/ are what fuzz/make_seeds.lua writes
 # (inputs kept from fuzzing runs, which it does not know, aside).

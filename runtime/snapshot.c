@@ -147,6 +147,11 @@ static void fill_header(ac_snapshot_t *s) {
   put32(h + 36, crc(h, 36));
 }
 
+const char *ac_snapshot_bytes(ac_snapshot_t *s) {
+  fill_header(s);
+  return s->buf;
+}
+
 /* ---- writing ---------------------------------------------------------------- */
 
 /* The paths of one write, made before it starts (the thread pool's side

@@ -4,7 +4,7 @@
 set -euo pipefail
 PACKAGES=(build-essential cmake pkg-config lua5.4 liblua5.4-dev libuv1-dev
           libhiredis-dev libmsgpack-dev zlib1g-dev lua-busted redis-server zstd valgrind
-          lua-messagepack python3-msgpack clang strace)
+          lua-messagepack python3-msgpack strace)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

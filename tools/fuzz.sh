@@ -4,7 +4,7 @@
 #
 #   tools/fuzz.sh [TARGET|all] [SECONDS]     (default: all, 60 s each)
 #
-# TARGET is a name of TARGETS below (codec, lua_codec).  build-fuzz/ is a
+# TARGET is a name of TARGETS below (codec, lua_codec, snapshot).  build-fuzz/ is a
 # CMake build of its own (CC=clang, -DAC_FUZZ=ON: everything compiled with
 # libFuzzer's coverage hooks, ASan and UBSan; see cmake/Fuzz.cmake); only
 # the fuzz_* executables are built there.  Each run works in
@@ -19,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # name:corpus -- fuzz/fuzz_<name>.c, seeded from fuzz/corpus/<corpus>/.
-TARGETS=(codec:codec lua_codec:codec)
+TARGETS=(codec:codec lua_codec:codec snapshot:snapshot)
 
 want="${1:-all}"
 seconds="${2:-60}"
@@ -37,8 +37,15 @@ if [ ${#selected[@]} -eq 0 ]; then
 fi
 
 if ! command -v clang >/dev/null; then
-  echo "fuzz.sh: clang is needed (apt-get install clang)" >&2
-  exit 2
+  # Not among tools/deps.sh's packages: only fuzzing needs it.
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "fuzz.sh: installing clang (libFuzzer)"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends clang || {
+    echo "fuzz.sh: clang is needed (apt-get install clang)" >&2
+    exit 2
+  }
 fi
 
 build=build-fuzz

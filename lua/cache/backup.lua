@@ -48,6 +48,14 @@ setmetatable(DiskBackend, { __index = _M.CacheBackend })
 
 function DiskBackend.__tostring(self) return "cache.DiskBackend(" .. self.path .. ")" end
 
+-- A cache does a DiskBackend's work itself (in C): the methods a Lua
+-- backend has are not for calling.
+local function through_a_cache()
+  error("cache.DiskBackend is used through a cache: AsyncCache{ backup = ... } "
+    .. "loads it, c:save_to_backup() writes it", 2)
+end
+DiskBackend.load, DiskBackend.save = through_a_cache, through_a_cache
+
 --- cache.DiskBackend(path): a snapshot file.  The folder must exist (and be
 -- writable when saving); the file need not.
 function _M.DiskBackend(path)

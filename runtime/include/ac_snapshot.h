@@ -60,6 +60,10 @@ AC_EXPORT int ac_snapshot_add(ac_snapshot_t *s, const ac_snapshot_entry_t *e);
 AC_EXPORT size_t ac_snapshot_count(const ac_snapshot_t *s);
 /* The file's size once written (header and body). */
 AC_EXPORT size_t ac_snapshot_size(const ac_snapshot_t *s);
+/* The file's bytes, header filled in (ac_snapshot_size of them), for a
+ * host that stores or sends them itself; valid until the next add or
+ * free. */
+AC_EXPORT const char *ac_snapshot_bytes(ac_snapshot_t *s);
 
 /* Writes the snapshot to path, crash-safely (see above), blocking.  0, or
  * AC_EIO with a sentence naming the step and the system's reason in msg
