@@ -27,17 +27,8 @@
 ---------------------------------------------------------------------------
 -- Finding our modules, under acache (which preloads cache.core and puts
 -- --load dirs on package.path only) and under lua5.4.
-local function script_dir()
-  local src = debug.getinfo(1, "S").source
-  if src:sub(1, 1) == "@" then return src:sub(2):match("^(.*)[/\\]") or "." end
-  return "."
-end
-local DIR = script_dir()
-local BUILD = os.getenv("ACACHE_BUILD_DIR") or (DIR .. "/../build")
-package.path = table.concat({ DIR .. "/?.lua", DIR .. "/../lua/?.lua",
-  DIR .. "/../lua/?/init.lua", package.path }, ";")
-package.cpath = table.concat({ BUILD .. "/bench/?.so", BUILD .. "/lua/?.so",
-  package.cpath }, ";")
+local DIR = debug.getinfo(1, "S").source:match("^@(.*)[/\\]") or "."
+dofile(DIR .. "/setup.lua")(DIR)
 
 local cache = require "cache"
 local runtime = require "cache.runtime"

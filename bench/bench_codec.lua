@@ -32,16 +32,9 @@
 ---------------------------------------------------------------------------
 -- Finding our modules, under acache (which preloads cache.core) and under
 -- lua5.4.
-local function script_dir()
-  local src = debug.getinfo(1, "S").source
-  if src:sub(1, 1) == "@" then return src:sub(2):match("^(.*)[/\\]") or "." end
-  return "."
-end
-local DIR = script_dir()
-local BUILD = os.getenv("ACACHE_BUILD_DIR") or (DIR .. "/../build")
-package.path = table.concat({ DIR .. "/../lua/?.lua", DIR .. "/../lua/?/init.lua",
-  package.path, "/usr/share/lua/5.3/?.lua" }, ";")
-package.cpath = table.concat({ BUILD .. "/lua/?.so", package.cpath }, ";")
+local DIR = debug.getinfo(1, "S").source:match("^@(.*)[/\\]") or "."
+dofile(DIR .. "/setup.lua")(DIR)
+package.path = package.path .. ";/usr/share/lua/5.3/?.lua" -- lua-messagepack
 
 local cache = require "cache"
 local runtime = require "cache.runtime"

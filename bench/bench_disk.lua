@@ -14,12 +14,7 @@
 --                   lateness of the same timer with nothing else running
 -- Prints numbers; asserts nothing.
 
-local function script_dir()
-  local src = debug.getinfo(1, "S").source
-  if src:sub(1, 1) == "@" then return src:sub(2):match("^(.*)[/\\]") or "." end
-  return "."
-end
-local DIR = script_dir()
+local DIR = debug.getinfo(1, "S").source:match("^@(.*)[/\\]") or "."
 dofile(DIR .. "/setup.lua")(DIR)
 
 local cache = require "cache"

@@ -11,16 +11,8 @@
 -- lateness while entries expire should stay near the lateness before they
 -- do (the timer's own granularity).  Prints numbers; asserts nothing.
 
-local function script_dir()
-  local src = debug.getinfo(1, "S").source
-  if src:sub(1, 1) == "@" then return src:sub(2):match("^(.*)[/\\]") or "." end
-  return "."
-end
-local DIR = script_dir()
-local BUILD = os.getenv("ACACHE_BUILD_DIR") or (DIR .. "/../build")
-package.path = table.concat({ DIR .. "/../lua/?.lua", DIR .. "/../lua/?/init.lua",
-  package.path }, ";")
-package.cpath = table.concat({ BUILD .. "/lua/?.so", package.cpath }, ";")
+local DIR = debug.getinfo(1, "S").source:match("^@(.*)[/\\]") or "."
+dofile(DIR .. "/setup.lua")(DIR)
 
 local cache = require "cache"
 local runtime = require "cache.runtime"

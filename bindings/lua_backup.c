@@ -102,6 +102,17 @@ static int job_gc(lua_State *L) {
 
 static ljob *check_job(lua_State *L) { return luaL_checkudata(L, 1, JOB_MT); }
 
+/* Fills order[0..size) with the live slots, least recently used first
+ * (the policy ranks from most valued down: filled from the end); returns
+ * the index of the first one (0 unless the walk found fewer than size). */
+static size_t rank_entries(lcache *c, uint32_t *order, size_t size) {
+  size_t n = size;
+  for (uint32_t s = ac_cache_next_ranked(c->cache, 0); s != 0 && n > 0;
+       s = ac_cache_next_ranked(c->cache, s))
+    order[--n] = s;
+  return n;
+}
+
 static int snapshot_begin(lua_State *L) {
   lcache *c = ac__lcache_check(L, 1, "save_to_backup");
   ljob *j = lua_newuserdatauv(L, sizeof *j, 0);
@@ -117,12 +128,7 @@ static int snapshot_begin(lua_State *L) {
   j->snap = ac_snapshot_new();
   j->order = ac__malloc(((size_t)st.size + 1) * sizeof *j->order);
   if (j->snap == NULL || j->order == NULL) return luaL_error(L, "save_to_backup(): out of memory");
-  /* The policy ranks from most to least valued: fill from the end. */
-  size_t n = st.size;
-  for (uint32_t s = ac_cache_next_ranked(c->cache, 0); s != 0 && n > 0;
-       s = ac_cache_next_ranked(c->cache, s))
-    j->order[--n] = s;
-  j->next = n; /* 0 unless the walk was short */
+  j->next = rank_entries(c, j->order, st.size);
   j->n = st.size;
   j->pinned = 1;
   c->pinned++;
@@ -320,10 +326,7 @@ static int cache_entries(lua_State *L) {
   ac_cache_stats_t st;
   ac_cache_stats(c->cache, &st);
   uint32_t *order = lua_newuserdatauv(L, ((size_t)st.size + 1) * sizeof *order, 0);
-  size_t n = st.size;
-  for (uint32_t s = ac_cache_next_ranked(c->cache, 0); s != 0 && n > 0;
-       s = ac_cache_next_ranked(c->cache, s))
-    order[--n] = s;
+  size_t n = rank_entries(c, order, st.size);
   /* What follows allocates, so a finalizer may run: it could close the
    * cache or delete entries, hence the checks per entry. */
   lua_createtable(L, (int)(st.size - n), 0);

@@ -17,16 +17,8 @@
 -- C modules are searched in $ACACHE_BUILD_DIR (default: ../build next to
 -- this file): lua/?.so (cache.core).
 
-local function script_dir()
-  local src = debug.getinfo(1, "S").source
-  if src:sub(1, 1) == "@" then return src:sub(2):match("^(.*)[/\\]") or "." end
-  return "."
-end
-local DIR = script_dir()
-local BUILD = os.getenv("ACACHE_BUILD_DIR") or (DIR .. "/../build")
-package.path = table.concat({ DIR .. "/../lua/?.lua", DIR .. "/../lua/?/init.lua",
-  package.path }, ";")
-package.cpath = table.concat({ BUILD .. "/lua/?.so", package.cpath }, ";")
+local DIR = debug.getinfo(1, "S").source:match("^@(.*)[/\\]") or "."
+dofile(DIR .. "/../bench/setup.lua")(DIR)
 
 local codec = require("cache").codec
 
