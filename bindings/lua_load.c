@@ -444,11 +444,36 @@ static int lead(lua_State *L, lcache *c, const lload_spec *spec, ltask *me) {
   return ac__lload_wait(L, ld, spec->mode);
 }
 
+/* A get without a loader, with a remote: a load whose only source is the
+ * remote (no deferred loader); a miss gives nil. */
+static int lookup_remote(lua_State *L, lcache *c, const lload_spec *spec) {
+  ac_load_t *ld;
+  int rc = ac_cache_lead(c->cache, spec->tag, spec->key, spec->len, spec->ttl, &ld);
+  if (rc != 0) return luaL_error(L, "cannot load: %s", ac_strerror(rc));
+  ac__lload_init(ld, c, spec->mode);
+  if (ac_load_begin(ld) != AC_JOIN) { /* the remote refused the lookup */
+    ac_load_abort(ld);
+    lua_pushnil(L);
+    return 1;
+  }
+  return ac__lload_wait(L, ld, spec->mode);
+}
+
 void ac__lload_backend_done(void *ud, ac_load_t *ld, int found) {
   lcache *c = ud;
   lload *d = lload_of(ld);
   ltask *t = d->deferred;
   d->deferred = NULL;
+  if (!found && t == NULL && ac_load_open(ld)) {
+    /* A remote miss for a get without a loader: every caller gets nil. */
+    lua_State *L = ac__lsched_cbstate(c->ls);
+    if (lua_checkstack(L, 4)) {
+      lua_pushnil(L);
+      ac__lload_settle(L, ld, lua_gettop(L), 1, 0, 0);
+      lua_pop(L, 1);
+      return;
+    }
+  }
   if (found || t == NULL || !ac_load_open(ld)) {
     /* A remote hit (stored, handed out), or a cache closed meanwhile: the
      * loader never runs. */
@@ -481,6 +506,8 @@ int ac__lcache_miss(lua_State *L, lcache *c, const lload_spec *spec,
   }
   if (spec->fn == 0 && spec->batch_fn != 0) return ac__lbatch_add(L, c, spec);
   if (spec->fn == 0) {
+    /* No loader: only the remote may have it (when the caller can wait). */
+    if (c->remote != NULL && ac__lsched_can_wait(L)) return lookup_remote(L, c, spec);
     lua_pushnil(L);
     return 1;
   }

@@ -62,6 +62,29 @@ describe("remote_cache (a Lua backend)", function()
                                a:get_metrics().remote_errors })
   end))
 
+  it("finds a key in the remote on a get without a loader", h.in_run(function()
+    local shared = Shared()
+    local a = cache.AsyncCache{ remote_cache = shared }
+    local b = cache.AsyncCache{ remote_cache = shared }
+    a:set("k", "from a")
+    sleep(0.01)
+    assert.equal("from a", b:get("k"))
+    assert.is_nil(b:get("absent"))
+    local r = {}
+    for i = 1, 5 do spawn(function() r[i] = b:get("absent2") or "nil" end) end
+    sleep(0.02)
+    assert.same({ "nil", "nil", "nil", "nil", "nil" }, r)
+    assert.equal(1, b:get_metrics().remote_hits)
+    assert.equal(2, b:get_metrics().remote_misses) -- one lookup for the five
+  end))
+
+  it("outside a task, a get without a loader does not wait for the remote", function()
+    local shared = Shared()
+    local c = cache.AsyncCache{ remote_cache = shared }
+    assert.is_nil(c:get("k"))
+    assert.equal(0, shared.calls.get)
+  end)
+
   it("keeps integers, floats and binary strings through the remote", h.in_run(function()
     local shared = Shared()
     local a = cache.AsyncCache{ remote_cache = shared }
