@@ -32,6 +32,7 @@ typedef struct lcache {
   int pinned;          /* snapshot jobs running: entries keep their slots */
   ac_backend_t *remote; /* the second level's adapter (lremote.h), or NULL */
   ac_codec_writer_t enc; /* ops.encode's buffer */
+  int redis_failed;    /* the Redis backend reported a failure last */
   uint64_t unencodable; /* values a snapshot skipped (the core counts the
                            backend's) */
 } lcache;

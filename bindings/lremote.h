@@ -27,6 +27,9 @@
 /* A new adapter for the Lua backend at idx, for cache c; raises on memory
  * error. */
 ac_backend_t *ac__lremote_new(lua_State *L, int idx, lcache *c);
+/* A Redis backend for cache c from the options table at idx (as
+ * cache.RedisBackend made it; lua_redis.c); raises on failure. */
+ac_backend_t *ac__lredis_new(lua_State *L, int idx, lcache *c);
 /* Sets ops.encode and ops.decode. */
 void ac__lremote_ops(ac_cache_ops_t *ops);
 

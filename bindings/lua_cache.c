@@ -263,6 +263,17 @@ static int cache_metrics(lua_State *L) {
   set_count(L, "remote_hits", st.backend_hits);
   set_count(L, "remote_misses", st.backend_misses);
   set_count(L, "remote_errors", st.backend_errors);
+  ac_redis_stats_t rs;
+  if (c->remote != NULL && ac_redis_stats(c->remote, &rs) == 0) {
+    set_count(L, "remote_timeouts", rs.timeouts);
+    set_count(L, "remote_invalidations", rs.invalidations);
+    lua_pushstring(L, ac_redis_state_name(rs.state));
+    lua_setfield(L, -2, "remote_state");
+    if (rs.last_error[0]) {
+      lua_pushstring(L, rs.last_error);
+      lua_setfield(L, -2, "remote_last_error");
+    }
+  }
   uint64_t lookups = st.hits + st.misses;
   set_counter(L, "hit_rate", lookups ? (double)st.hits / (double)lookups : 0.0);
   return 1;
@@ -353,12 +364,14 @@ static int new_cache(lua_State *L) {
   o.ops.dispatch = ac__lbatch_dispatch;
   o.ud = c;
   c->ls = ls;
-  if (lua_getfield(L, 1, "remote_cache") != LUA_TNIL) {
-    c->remote = ac__lremote_new(L, -1, c);
+  if (lua_getfield(L, 1, "remote_cache") != LUA_TNIL) c->remote = ac__lremote_new(L, -1, c);
+  lua_pop(L, 1);
+  if (c->remote == NULL && lua_getfield(L, 1, "redis") != LUA_TNIL) c->remote = ac__lredis_new(L, -1, c);
+  lua_settop(L, 2);
+  if (c->remote != NULL) {
     o.backend = c->remote;
     ac__lremote_ops(&o.ops);
   }
-  lua_pop(L, 1);
   int err;
   c->cache = ac_cache_new(&o, &err);
   if (c->cache == NULL)

@@ -206,7 +206,7 @@ if(AC_SANITIZE)
   list(APPEND AC_DOCS_ARGS --cflag -fsanitize=address,undefined --cflag -fno-omit-frame-pointer)
 endif()
 foreach(lib $<TARGET_FILE:asynccache_lua_static> $<TARGET_FILE:asynccache_static>
-        ${LUA_LDFLAGS} ${LIBUV_LDFLAGS} ${MSGPACK_LDFLAGS} ${ZLIB_LDFLAGS} -lm)
+        ${LUA_LDFLAGS} ${LIBUV_LDFLAGS} ${MSGPACK_LDFLAGS} ${ZLIB_LDFLAGS} ${HIREDIS_LDFLAGS} -lm)
   list(APPEND AC_DOCS_ARGS --lib ${lib})
 endforeach()
 foreach(page ${AC_DOC_PAGES})

@@ -19,6 +19,7 @@ local decorators = require "cache.decorators"
 local invalidators = require "cache.invalidators"
 local backup = require "cache.backup"
 local remote = require "cache.remote"
+local redis = require "cache.redis"
 
 return {
   _VERSION = core.version,
@@ -39,6 +40,9 @@ return {
   --- cache.RemoteCacheBackend: the base of remote backends written in Lua
   -- (get(key), set(key, bytes, ttl), delete(key), each of which may yield)
   RemoteCacheBackend = remote.RemoteCacheBackend,
+  --- cache.RedisBackend{ host =, port =, prefix =, ... }: Redis as the
+  -- shared L2, with invalidations pushed between instances
+  RedisBackend = redis.RedisBackend,
 
   AsyncLRU = decorators.AsyncLRU,
   AsyncTTL = decorators.AsyncTTL,

@@ -728,6 +728,18 @@ void ac_cache_clear(ac_cache_t *c) {
     backend_sent(c, c->backend->vt->clear(c->backend, on_backend_done, c));
 }
 
+int ac_cache_forget(ac_cache_t *c, int tag, const void *key, size_t len) {
+  if (c->closed) return AC_ECLOSED;
+  make_stale(c, tag, key, len);
+  return ac_store_delete(c->store, tag, key, len);
+}
+
+void ac_cache_forget_all(ac_cache_t *c) {
+  if (c->closed) return;
+  ac_store_clear(c->store);
+  for (ac_load_t *ld = c->loads; ld != NULL; ld = ld->next) stale_load(ld);
+}
+
 uint32_t ac_cache_expire(ac_cache_t *c, double max_seconds) {
   if (c->closed) return 0;
   uint32_t removed;

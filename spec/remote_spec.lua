@@ -222,7 +222,7 @@ describe("remote_cache (a Lua backend)", function()
 
   it("rejects what is not a remote backend", function()
     assert.has_error(function() cache.AsyncCache{ remote_cache = {} } end,
-      "opts.remote_cache must be a backend with get, set and delete methods (see cache.RemoteCacheBackend), got table")
+      "opts.remote_cache must be a cache.RedisBackend or a backend with get, set and delete methods (see cache.RemoteCacheBackend), got table")
     assert.has_error(function() cache.AsyncLRU{ remote_cache = "redis://x" } end)
   end)
 

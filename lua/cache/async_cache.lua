@@ -13,6 +13,7 @@ local core = require "cache.core"
 local util = require "cache.util"
 local backup = require "cache.backup"
 local remote = require "cache.remote"
+local redis = require "cache.redis"
 
 local callable, describe = util.callable, util.describe
 
@@ -122,7 +123,11 @@ function _M.check(opts, level)
     maxsize = math.tointeger(maxsize), default_ttl = default_ttl or huge,
     load_timeout = load_timeout, batch_loader = batch_loader, batch_window_ms = window,
     max_batch_size = math.tointeger(max_batch), batch_result = form,
-    sweep_interval = sweep, backup = bk, autosave_interval = autosave, remote_cache = rc,
+    sweep_interval = sweep, backup = bk, autosave_interval = autosave,
+    -- the C side tells a Redis backend (options it connects with) from a
+    -- Lua one (an object whose methods it calls)
+    remote_cache = not redis.is_redis(rc) and rc or nil,
+    redis = redis.is_redis(rc) and rc or nil,
   }
 end
 

@@ -11,6 +11,7 @@
 -- own.  Reads go L1, then the remote, then the loader; writes go to L1 at
 -- once and to the remote in the background (see bindings/lremote.h).
 local util = require "cache.util"
+local redis = require "cache.redis"
 
 local _M = {}
 
@@ -28,11 +29,11 @@ _M.RemoteCacheBackend = util.class("cache.RemoteCacheBackend", {
 
 --- Checks opts.remote_cache (raising at level); returns it.
 function _M.check(b, level)
-  if b == nil then return nil end
+  if b == nil or redis.is_redis(b) then return b end
   if type(b) ~= "table" or not util.callable(b.get) or not util.callable(b.set)
       or not util.callable(b.delete) then
-    error("opts.remote_cache must be a backend with get, set and delete methods "
-      .. "(see cache.RemoteCacheBackend), got " .. util.describe(b), level + 1)
+    error("opts.remote_cache must be a cache.RedisBackend or a backend with get, set and "
+      .. "delete methods (see cache.RemoteCacheBackend), got " .. util.describe(b), level + 1)
   end
   return b
 end

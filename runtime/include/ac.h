@@ -10,7 +10,9 @@
  *   ac_timer.h   timers that count from now
  *   ac_cache.h   the cache: store + single-flight loads + batches + backend
  *   ac_backend.h the interface of a second-level backend
- *   ac_codec.h   MessagePack bytes: a writer, a reader into callbacks */
+ *   ac_codec.h   MessagePack bytes: a writer, a reader into callbacks
+ *   ac_snapshot.h snapshot files: every entry, written crash-safely
+ *   ac_redis.h   Redis as a backend (hiredis on the loop) */
 #ifndef AC_H
 #define AC_H
 
@@ -22,7 +24,9 @@
 #include "ac_error.h"
 #include "ac_flight.h"
 #include "ac_policy.h"
+#include "ac_redis.h"
 #include "ac_sched.h"
+#include "ac_snapshot.h"
 #include "ac_store.h"
 #include "ac_timer.h"
 

@@ -279,6 +279,12 @@ AC_EXPORT int ac_cache_delete(ac_cache_t *c, int tag, const void *key,
                               size_t len);
 /* Removes every entry and makes every load in progress stale. */
 AC_EXPORT void ac_cache_clear(ac_cache_t *c);
+/* The same as ac_cache_delete and ac_cache_clear for this level only: the
+ * backend is not told.  For a backend that learns that other instances
+ * changed a key (an invalidation message) or that it may have missed such
+ * news (a lost subscription). */
+AC_EXPORT int ac_cache_forget(ac_cache_t *c, int tag, const void *key, size_t len);
+AC_EXPORT void ac_cache_forget_all(ac_cache_t *c);
 /* Removes expired entries (and lets the store shrink): one slice of at
  * most max_seconds (0: the sweep's 1 ms).  The cache's timer runs slices
  * on its own (active expiry: expired entries nobody reads leave within

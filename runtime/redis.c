@@ -1,0 +1,653 @@
+/* The Redis backend (see ac_redis.h).
+ *
+ * State: r->cmd and r->sub are the two hiredis contexts (NULL when there
+ * is none); the backend is UP when both have finished their handshake
+ * (cmd: AUTH, SELECT, PING answered; sub: AUTH, SUBSCRIBE confirmed).
+ * Every failure goes through one function, go_down, which drops both
+ * contexts and arms the retry timer: a half-working backend is never left
+ * behind.
+ *
+ * Requests: every command the cache asked for carries a req with its
+ * timeout timer.  hiredis calls a command's callback exactly once: with
+ * the reply, or with NULL when the context goes (redisAsyncFree, a lost
+ * connection).  The cache's callback runs exactly once too: from whichever
+ * comes first, the reply or the timer (`delivered` says it has run); the
+ * req is freed by the hiredis callback, the last one to know about it.
+ * A clear is one req through several commands (SCAN pages, then UNLINK).
+ *
+ * hiredis forbids freeing a context from inside its own callbacks only in
+ * that it defers the free (REDIS_IN_CALLBACK): redisAsyncFree is safe to
+ * call anywhere, and the pointers are cleared before, so that nothing
+ * sends on a context being freed. */
+#include <hiredis/adapters/libuv.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "ac_error.h"
+#include "ac_redis.h"
+#include "ac_timer.h"
+#include "alloc.h"
+
+#define BACKOFF_FIRST 0.1
+#define BACKOFF_MAX 5.0
+#define TIMEOUTS_TO_OPEN 3 /* commands in a row timing out close the circuit */
+#define VALUE_HEAD 9       /* "A" + 8 bytes of expiry */
+#define SCAN_COUNT "1000"
+
+enum { OP_GET, OP_SET, OP_DEL, OP_CLEAR };
+
+typedef struct ac_redis_s ac_redis_t;
+
+typedef struct {
+  ac_redis_t *r;
+  int op;
+  ac_backend_get_cb get_cb;
+  ac_backend_done_cb done_cb;
+  void *arg;
+  ac_timer_t *timer;
+  int delivered;
+} req;
+
+struct ac_redis_s {
+  ac_backend_t base; /* first */
+  ac_sched_t *sched;
+  char *host, *unix_path, *username, *password, *prefix, *channel, *pattern;
+  size_t prefix_len;
+  int port, db;
+  double connect_timeout, command_timeout;
+  void (*invalidated)(void *ud, const char *key, size_t len);
+  void (*event)(void *ud, const char *msg);
+  void *ud;
+  redisAsyncContext *cmd, *sub;
+  int cmd_ready, sub_ready;
+  ac_timer_t *retry, *connecting;
+  double backoff;
+  int timeouts_in_row;
+  int was_up;   /* up at least once: a later handshake means news were missed */
+  int freeing;
+  char id[17];  /* this backend's id in invalidation messages */
+  ac_redis_stats_t st;
+};
+
+static const ac_backend_vtable_t REDIS_VT;
+
+const char *ac_redis_state_name(ac_redis_state_t s) {
+  switch (s) {
+    case AC_REDIS_UP: return "up";
+    case AC_REDIS_PROBING: return "probing";
+    default: return "down";
+  }
+}
+
+static char *dup_str(const char *s) {
+  if (s == NULL) return NULL;
+  size_t n = strlen(s);
+  char *p = ac__malloc(n + 1);
+  if (p != NULL) memcpy(p, s, n + 1);
+  return p;
+}
+
+static void tell(ac_redis_t *r, const char *msg) {
+  if (r->event != NULL && !r->freeing) r->event(r->ud, msg);
+}
+
+/* ---- the connection ---------------------------------------------------------- */
+
+static void start_connect(ac_redis_t *r);
+
+static void drop_context(redisAsyncContext **pc) {
+  redisAsyncContext *c = *pc;
+  *pc = NULL;
+  if (c != NULL) {
+    c->data = NULL; /* its callbacks from now on see no backend */
+    redisAsyncFree(c);
+  }
+}
+
+/* Closes the circuit's connections, says why, and retries later. */
+static void go_down(ac_redis_t *r, const char *why) {
+  int was = r->st.state;
+  r->st.state = AC_REDIS_DOWN;
+  r->cmd_ready = r->sub_ready = 0;
+  r->timeouts_in_row = 0;
+  snprintf(r->st.last_error, sizeof r->st.last_error, "%s", why);
+  ac_timer_stop(r->connecting);
+  drop_context(&r->cmd);
+  drop_context(&r->sub);
+  if (r->freeing) return;
+  if (was == AC_REDIS_UP) {
+    r->st.errors++;
+    char msg[200];
+    snprintf(msg, sizeof msg, "Redis connection lost: %s", why);
+    tell(r, msg);
+    /* Invalidations published from now on are missed. */
+    if (r->invalidated != NULL) r->invalidated(r->ud, NULL, 0);
+  } else if (r->backoff <= BACKOFF_FIRST) { /* the first failure of a series */
+    char msg[200];
+    snprintf(msg, sizeof msg, "Redis unavailable: %s", why);
+    tell(r, msg);
+  }
+  ac_timer_start(r->retry, r->backoff, 0);
+  r->backoff = r->backoff * 2 > BACKOFF_MAX ? BACKOFF_MAX : r->backoff * 2;
+}
+
+static void maybe_up(ac_redis_t *r) {
+  if (!r->cmd_ready || !r->sub_ready) return;
+  ac_timer_stop(r->connecting);
+  r->st.state = AC_REDIS_UP;
+  r->st.connects++;
+  r->backoff = BACKOFF_FIRST;
+  r->timeouts_in_row = 0;
+  if (r->was_up && r->invalidated != NULL) r->invalidated(r->ud, NULL, 0);
+  r->was_up = 1;
+  tell(r, "Redis connected");
+}
+
+static ac_redis_t *owner(const redisAsyncContext *c) { return c->data; }
+
+static void on_connect(const redisAsyncContext *c, int status) {
+  ac_redis_t *r = owner(c);
+  if (r == NULL || status == REDIS_OK) return;
+  char why[160];
+  snprintf(why, sizeof why, "connect %s: %s",
+           r->unix_path ? r->unix_path : r->host, c->errstr[0] ? c->errstr : "failed");
+  /* hiredis frees c after this callback: it must not be freed again. */
+  if (c == r->cmd) r->cmd = NULL;
+  if (c == r->sub) r->sub = NULL;
+  go_down(r, why);
+}
+
+static void on_disconnect(const redisAsyncContext *c, int status) {
+  ac_redis_t *r = owner(c);
+  (void)status;
+  if (r == NULL) return; /* one we dropped */
+  char why[160];
+  snprintf(why, sizeof why, "%s", c->errstr[0] ? c->errstr : "the server closed the connection");
+  if (c == r->cmd) r->cmd = NULL;
+  if (c == r->sub) r->sub = NULL;
+  go_down(r, why);
+}
+
+/* A handshake reply (AUTH, SELECT, PING on cmd; AUTH on sub): an error
+ * reply fails the connection, naming the command. */
+static void on_handshake(redisAsyncContext *c, void *reply, void *privdata) {
+  ac_redis_t *r = owner(c);
+  redisReply *rep = reply;
+  const char *what = privdata;
+  if (r == NULL || rep == NULL) return;
+  if (rep->type == REDIS_REPLY_ERROR) {
+    char why[160];
+    snprintf(why, sizeof why, "%s: %s", what, rep->str);
+    go_down(r, why);
+    return;
+  }
+  if (c == r->cmd && strcmp(what, "PING") == 0) {
+    r->cmd_ready = 1;
+    maybe_up(r);
+  }
+}
+
+/* A key is prefix + what the cache gave; the message is id + 'k' + key,
+ * or id + 'c' (everything). */
+static void on_message(redisAsyncContext *c, void *reply, void *privdata) {
+  ac_redis_t *r = owner(c);
+  redisReply *rep = reply;
+  (void)privdata;
+  if (r == NULL || rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements < 3) return;
+  redisReply *kind = rep->element[0];
+  if (kind->type != REDIS_REPLY_STRING) return;
+  if (strcmp(kind->str, "subscribe") == 0) {
+    r->sub_ready = 1;
+    maybe_up(r);
+    return;
+  }
+  redisReply *msg = rep->element[2];
+  if (strcmp(kind->str, "message") != 0 || msg->type != REDIS_REPLY_STRING || msg->len < 17)
+    return;
+  if (memcmp(msg->str, r->id, 16) == 0) return; /* our own */
+  if (r->invalidated == NULL) return;
+  r->st.invalidations++;
+  if (msg->str[16] == 'c') r->invalidated(r->ud, NULL, 0);
+  else if (msg->str[16] == 'k') r->invalidated(r->ud, msg->str + 17, msg->len - 17);
+}
+
+static void on_connect_timeout(ac_timer_t *t, void *data) {
+  (void)t;
+  ac_redis_t *r = data;
+  char why[160];
+  snprintf(why, sizeof why, "connect %s: timed out after %g s",
+           r->unix_path ? r->unix_path : r->host, r->connect_timeout);
+  go_down(r, why);
+}
+
+static void on_retry(ac_timer_t *t, void *data) {
+  (void)t;
+  start_connect(data);
+}
+
+static redisAsyncContext *open_context(ac_redis_t *r) {
+  redisAsyncContext *c = r->unix_path ? redisAsyncConnectUnix(r->unix_path)
+                                      : redisAsyncConnect(r->host, r->port);
+  if (c == NULL) return NULL;
+  if (c->err) {
+    char why[160];
+    snprintf(why, sizeof why, "connect %s: %s", r->unix_path ? r->unix_path : r->host, c->errstr);
+    redisAsyncFree(c);
+    go_down(r, why);
+    return NULL;
+  }
+  if (redisLibuvAttach(c, ac_sched_loop(r->sched)) != REDIS_OK) {
+    redisAsyncFree(c);
+    go_down(r, "out of memory");
+    return NULL;
+  }
+  /* An open connection alone keeps no script running: a command in
+   * flight does, through its timeout timer. */
+  uv_unref((uv_handle_t *)&((redisLibuvEvents *)c->ev.data)->handle);
+  c->data = r;
+  redisAsyncSetConnectCallback(c, on_connect);
+  redisAsyncSetDisconnectCallback(c, on_disconnect);
+  return c;
+}
+
+static void send_auth(ac_redis_t *r, redisAsyncContext *c) {
+  if (r->password == NULL) return;
+  if (r->username != NULL)
+    redisAsyncCommand(c, on_handshake, "AUTH", "AUTH %s %s", r->username, r->password);
+  else
+    redisAsyncCommand(c, on_handshake, "AUTH", "AUTH %s", r->password);
+}
+
+/* Both connections, their handshakes queued at once (hiredis sends them
+ * when connected), bounded by connect_timeout. */
+static void start_connect(ac_redis_t *r) {
+  if (r->freeing) return;
+  r->st.state = AC_REDIS_PROBING;
+  r->cmd_ready = r->sub_ready = 0;
+  ac_timer_start(r->connecting, r->connect_timeout, 0);
+  if ((r->cmd = open_context(r)) == NULL) {
+    if (r->st.state != AC_REDIS_DOWN) go_down(r, "out of memory");
+    return;
+  }
+  send_auth(r, r->cmd);
+  if (r->db != 0) redisAsyncCommand(r->cmd, on_handshake, "SELECT", "SELECT %d", r->db);
+  redisAsyncCommand(r->cmd, on_handshake, "PING", "PING");
+  if ((r->sub = open_context(r)) == NULL) {
+    if (r->st.state != AC_REDIS_DOWN) go_down(r, "out of memory");
+    return;
+  }
+  send_auth(r, r->sub);
+  redisAsyncCommand(r->sub, on_message, NULL, "SUBSCRIBE %s", r->channel);
+}
+
+/* ---- requests ------------------------------------------------------------------ */
+
+static double wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void deliver(req *q, int status, const char *bytes, size_t len, double ttl) {
+  if (q->delivered) return;
+  q->delivered = 1;
+  ac_timer_free(q->timer);
+  q->timer = NULL;
+  if (q->op == OP_GET) q->get_cb(q->arg, status, bytes, len, ttl);
+  else q->done_cb(q->arg, status);
+}
+
+static void on_timeout(ac_timer_t *t, void *data) {
+  (void)t;
+  req *q = data;
+  ac_redis_t *r = q->r;
+  r->st.timeouts++;
+  deliver(q, AC_ETIMEDOUT, NULL, 0, 0);
+  if (++r->timeouts_in_row >= TIMEOUTS_TO_OPEN && r->st.state == AC_REDIS_UP) {
+    char why[160];
+    snprintf(why, sizeof why, "%d commands in a row timed out (command_timeout %g s)",
+             TIMEOUTS_TO_OPEN, r->command_timeout);
+    go_down(r, why);
+  }
+}
+
+static req *new_req(ac_redis_t *r, int op, ac_backend_get_cb g, ac_backend_done_cb d,
+                    void *arg) {
+  req *q = ac__calloc(1, sizeof *q);
+  if (q == NULL) return NULL;
+  q->r = r;
+  q->op = op;
+  q->get_cb = g;
+  q->done_cb = d;
+  q->arg = arg;
+  q->timer = ac_timer_new(r->sched, on_timeout, q);
+  if (q->timer == NULL) {
+    ac__free(q);
+    return NULL;
+  }
+  ac_timer_start(q->timer, r->command_timeout, 0);
+  return q;
+}
+
+static void free_req(req *q) {
+  ac_timer_free(q->timer);
+  ac__free(q);
+}
+
+/* A reply to a request's command; NULL when the context went. */
+static int reply_status(ac_redis_t *r, redisReply *rep) {
+  if (rep == NULL) return AC_EIO;
+  r->timeouts_in_row = 0;
+  if (rep->type == REDIS_REPLY_ERROR) {
+    r->st.errors++;
+    snprintf(r->st.last_error, sizeof r->st.last_error, "%s", rep->str);
+    return AC_EIO;
+  }
+  return 0;
+}
+
+static void on_get(redisAsyncContext *c, void *reply, void *privdata) {
+  req *q = privdata;
+  ac_redis_t *r = q->r;
+  redisReply *rep = reply;
+  (void)c;
+  int rc = reply_status(r, rep);
+  if (rc != 0) {
+    deliver(q, r->freeing ? AC_ECANCELED : rc, NULL, 0, 0);
+  } else if (rep->type == REDIS_REPLY_NIL) {
+    deliver(q, AC_ENOENT, NULL, 0, 0);
+  } else if (rep->type != REDIS_REPLY_STRING || rep->len < VALUE_HEAD || rep->str[0] != 'A') {
+    r->st.errors++;
+    snprintf(r->st.last_error, sizeof r->st.last_error,
+             "a key under the prefix holds a value this cache did not write");
+    deliver(q, AC_EFORMAT, NULL, 0, 0);
+  } else {
+    uint64_t ms = 0;
+    for (int i = 1; i < VALUE_HEAD; i++) ms = ms << 8 | (unsigned char)rep->str[i];
+    double ttl = ms == 0 ? HUGE_VAL : ((double)ms - wall_ms()) / 1e3;
+    if (!(ttl > 0)) deliver(q, AC_ENOENT, NULL, 0, 0);
+    else deliver(q, 0, rep->str + VALUE_HEAD, rep->len - VALUE_HEAD, ttl);
+  }
+  free_req(q);
+}
+
+static void on_done(redisAsyncContext *c, void *reply, void *privdata) {
+  req *q = privdata;
+  (void)c;
+  int rc = reply_status(q->r, reply);
+  deliver(q, rc != 0 && q->r->freeing ? AC_ECANCELED : rc, NULL, 0, 0);
+  free_req(q);
+}
+
+/* The key of a command: prefix + the cache's key, in buf when it fits. */
+static char *full_key(ac_redis_t *r, const char *key, size_t len, char *buf, size_t size,
+                      size_t *out) {
+  *out = r->prefix_len + len;
+  char *k = *out <= size ? buf : ac__malloc(*out);
+  if (k == NULL) return NULL;
+  memcpy(k, r->prefix, r->prefix_len);
+  if (len) memcpy(k + r->prefix_len, key, len);
+  return k;
+}
+
+static void publish(ac_redis_t *r, char kind, const char *key, size_t len) {
+  size_t n = 17 + len;
+  char buf[256];
+  char *m = n <= sizeof buf ? buf : ac__malloc(n);
+  if (m == NULL) return;
+  memcpy(m, r->id, 16);
+  m[16] = kind;
+  if (len) memcpy(m + 17, key, len);
+  const char *argv[3] = {"PUBLISH", r->channel, m};
+  size_t argl[3] = {7, strlen(r->channel), n};
+  redisAsyncCommandArgv(r->cmd, NULL, NULL, 3, argv, argl);
+  if (m != buf) ac__free(m);
+}
+
+static int usable(ac_redis_t *r) {
+  if (r->st.state == AC_REDIS_UP && r->cmd != NULL) return 1;
+  r->st.errors++; /* refused: the circuit is open */
+  return 0;
+}
+
+static int b_get(ac_backend_t *b, const char *key, size_t len, ac_backend_get_cb cb,
+                 void *arg) {
+  ac_redis_t *r = (ac_redis_t *)b;
+  if (!usable(r)) return AC_EIO;
+  char buf[256];
+  size_t klen;
+  char *k = full_key(r, key, len, buf, sizeof buf, &klen);
+  req *q = k ? new_req(r, OP_GET, cb, NULL, arg) : NULL;
+  int rc = AC_ENOMEM;
+  if (q != NULL) {
+    const char *argv[2] = {"GET", k};
+    size_t argl[2] = {3, klen};
+    if (redisAsyncCommandArgv(r->cmd, on_get, q, 2, argv, argl) == REDIS_OK) rc = 0;
+    else free_req(q);
+  }
+  if (k != buf) ac__free(k);
+  return rc;
+}
+
+static int b_set(ac_backend_t *b, const char *key, size_t len, const char *value,
+                 size_t vlen, double ttl, ac_backend_done_cb cb, void *arg) {
+  ac_redis_t *r = (ac_redis_t *)b;
+  if (!usable(r)) return AC_EIO;
+  char kbuf[256], vbuf[512], px[32];
+  size_t klen, n = VALUE_HEAD + vlen;
+  char *k = full_key(r, key, len, kbuf, sizeof kbuf, &klen);
+  char *v = n <= sizeof vbuf ? vbuf : ac__malloc(n);
+  req *q = k && v ? new_req(r, OP_SET, NULL, cb, arg) : NULL;
+  int rc = AC_ENOMEM;
+  if (q != NULL) {
+    int forever = !(ttl < 1e15);
+    uint64_t ms = forever ? 0 : (uint64_t)(wall_ms() + ttl * 1e3);
+    v[0] = 'A';
+    for (int i = 8; i >= 1; i--, ms >>= 8) v[i] = (char)(ms & 0xff);
+    if (vlen) memcpy(v + VALUE_HEAD, value, vlen);
+    long long pxms = forever ? 0 : (long long)ceil(ttl * 1e3);
+    if (!forever && pxms < 1) pxms = 1;
+    int pl = snprintf(px, sizeof px, "%lld", pxms);
+    const char *argv[5] = {"SET", k, v, "PX", px};
+    size_t argl[5] = {3, klen, n, 2, (size_t)pl};
+    if (redisAsyncCommandArgv(r->cmd, on_done, q, forever ? 3 : 5, argv, argl) == REDIS_OK) {
+      rc = 0;
+      publish(r, 'k', key, len);
+    } else {
+      free_req(q);
+    }
+  }
+  if (k != kbuf) ac__free(k);
+  if (v != vbuf) ac__free(v);
+  return rc;
+}
+
+static int b_del(ac_backend_t *b, const char *key, size_t len, ac_backend_done_cb cb,
+                 void *arg) {
+  ac_redis_t *r = (ac_redis_t *)b;
+  if (!usable(r)) return AC_EIO;
+  char buf[256];
+  size_t klen;
+  char *k = full_key(r, key, len, buf, sizeof buf, &klen);
+  req *q = k ? new_req(r, OP_DEL, NULL, cb, arg) : NULL;
+  int rc = AC_ENOMEM;
+  if (q != NULL) {
+    const char *argv[2] = {"DEL", k};
+    size_t argl[2] = {3, klen};
+    if (redisAsyncCommandArgv(r->cmd, on_done, q, 2, argv, argl) == REDIS_OK) {
+      rc = 0;
+      publish(r, 'k', key, len);
+    } else {
+      free_req(q);
+    }
+  }
+  if (k != buf) ac__free(k);
+  return rc;
+}
+
+/* clear: SCAN pages of prefix*, each page's keys UNLINKed, until the
+ * cursor is back at 0; then the message that everything changed. */
+static int scan_from(ac_redis_t *r, req *q, const char *cursor);
+
+static void on_scan(redisAsyncContext *c, void *reply, void *privdata) {
+  req *q = privdata;
+  ac_redis_t *r = q->r;
+  redisReply *rep = reply;
+  (void)c;
+  int rc = reply_status(r, rep);
+  if (rc == 0 && (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+                  rep->element[0]->type != REDIS_REPLY_STRING ||
+                  rep->element[1]->type != REDIS_REPLY_ARRAY))
+    rc = AC_EIO;
+  if (rc != 0 || q->delivered || r->cmd == NULL) {
+    deliver(q, rc != 0 && r->freeing ? AC_ECANCELED : rc != 0 ? rc : AC_EIO, NULL, 0, 0);
+    free_req(q);
+    return;
+  }
+  redisReply *keys = rep->element[1];
+  if (keys->elements > 0) {
+    size_t n = keys->elements + 1;
+    const char **argv = ac__malloc(n * sizeof *argv);
+    size_t *argl = ac__malloc(n * sizeof *argl);
+    if (argv != NULL && argl != NULL) {
+      argv[0] = "UNLINK";
+      argl[0] = 6;
+      for (size_t i = 0; i < keys->elements; i++) {
+        argv[i + 1] = keys->element[i]->str;
+        argl[i + 1] = keys->element[i]->len;
+      }
+      redisAsyncCommandArgv(r->cmd, NULL, NULL, (int)n, argv, argl);
+    }
+    ac__free(argv);
+    ac__free(argl);
+  }
+  if (strcmp(rep->element[0]->str, "0") == 0) {
+    publish(r, 'c', NULL, 0);
+    deliver(q, 0, NULL, 0, 0);
+    free_req(q);
+    return;
+  }
+  ac_timer_start(q->timer, r->command_timeout, 0); /* each page its own time */
+  if (scan_from(r, q, rep->element[0]->str) != 0) {
+    deliver(q, AC_EIO, NULL, 0, 0);
+    free_req(q);
+  }
+}
+
+static int scan_from(ac_redis_t *r, req *q, const char *cursor) {
+  const char *argv[6] = {"SCAN", cursor, "MATCH", r->pattern, "COUNT", SCAN_COUNT};
+  size_t argl[6] = {4, strlen(cursor), 5, strlen(r->pattern), 5, strlen(SCAN_COUNT)};
+  return redisAsyncCommandArgv(r->cmd, on_scan, q, 6, argv, argl) == REDIS_OK ? 0 : AC_EIO;
+}
+
+static int b_clear(ac_backend_t *b, ac_backend_done_cb cb, void *arg) {
+  ac_redis_t *r = (ac_redis_t *)b;
+  if (!usable(r)) return AC_EIO;
+  req *q = new_req(r, OP_CLEAR, NULL, cb, arg);
+  if (q == NULL) return AC_ENOMEM;
+  if (scan_from(r, q, "0") != 0) {
+    free_req(q);
+    return AC_EIO;
+  }
+  return 0;
+}
+
+static void b_free(ac_backend_t *b) {
+  ac_redis_t *r = (ac_redis_t *)b;
+  r->freeing = 1;
+  ac_timer_free(r->retry);
+  ac_timer_free(r->connecting);
+  r->retry = r->connecting = NULL;
+  /* Pending commands' callbacks run now, with NULL: AC_ECANCELED. */
+  drop_context(&r->cmd);
+  drop_context(&r->sub);
+  ac__free(r->host);
+  ac__free(r->unix_path);
+  ac__free(r->username);
+  ac__free(r->password);
+  ac__free(r->prefix);
+  ac__free(r->channel);
+  ac__free(r->pattern);
+  ac__free(r);
+}
+
+static const ac_backend_vtable_t REDIS_VT = {"redis", b_get, b_set, b_del, b_clear, b_free};
+
+/* ---- creating ----------------------------------------------------------------- */
+
+/* prefix* for SCAN MATCH, with the glob's special characters escaped. */
+static char *match_pattern(const char *prefix) {
+  size_t n = strlen(prefix);
+  char *p = ac__malloc(2 * n + 2);
+  if (p == NULL) return NULL;
+  size_t o = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (strchr("*?[]\\", prefix[i])) p[o++] = '\\';
+    p[o++] = prefix[i];
+  }
+  p[o++] = '*';
+  p[o] = '\0';
+  return p;
+}
+
+ac_backend_t *ac_redis_new(const ac_redis_options_t *o, int *err) {
+  *err = AC_EINVAL;
+  if (o == NULL || o->sched == NULL || o->port < 0 || o->port > 65535 || o->db < 0 ||
+      o->connect_timeout < 0 || o->command_timeout < 0 || isnan(o->connect_timeout) ||
+      isnan(o->command_timeout))
+    return NULL;
+  *err = AC_ENOMEM;
+  ac_redis_t *r = ac__calloc(1, sizeof *r);
+  if (r == NULL) return NULL;
+  r->base.vt = &REDIS_VT;
+  r->sched = o->sched;
+  r->host = dup_str(o->host ? o->host : "127.0.0.1");
+  r->unix_path = dup_str(o->unix_path);
+  r->username = dup_str(o->username);
+  r->password = dup_str(o->password);
+  r->prefix = dup_str(o->prefix ? o->prefix : "ac:");
+  r->port = o->port ? o->port : 6379;
+  r->db = o->db;
+  r->connect_timeout = o->connect_timeout > 0 ? o->connect_timeout : 1;
+  r->command_timeout = o->command_timeout > 0 ? o->command_timeout : 0.25;
+  r->invalidated = o->invalidated;
+  r->event = o->event;
+  r->ud = o->ud;
+  r->backoff = BACKOFF_FIRST;
+  r->retry = ac_timer_new(r->sched, on_retry, r);
+  r->connecting = ac_timer_new(r->sched, on_connect_timeout, r);
+  if (r->prefix != NULL) {
+    r->prefix_len = strlen(r->prefix);
+    r->channel = ac__malloc(r->prefix_len + 11);
+    if (r->channel != NULL) snprintf(r->channel, r->prefix_len + 11, "%sinvalidate", r->prefix);
+    r->pattern = match_pattern(r->prefix);
+  }
+  if (r->host == NULL || r->prefix == NULL || r->channel == NULL || r->pattern == NULL ||
+      r->retry == NULL || r->connecting == NULL || (o->unix_path && !r->unix_path) ||
+      (o->username && !r->username) || (o->password && !r->password)) {
+    b_free(&r->base);
+    return NULL;
+  }
+  /* Neither timer keeps a script alive: a cache with a Redis backend that
+   * is down does not stop `acache script.lua` from ending. */
+  ac_timer_unref(r->retry);
+  ac_timer_unref(r->connecting);
+  uint64_t rnd = 0;
+  if (getrandom(&rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
+    rnd = (uint64_t)(uintptr_t)r ^ (uint64_t)wall_ms();
+  snprintf(r->id, sizeof r->id, "%016llx", (unsigned long long)rnd);
+  *err = 0;
+  start_connect(r);
+  return &r->base;
+}
+
+int ac_redis_stats(const ac_backend_t *b, ac_redis_stats_t *out) {
+  if (b == NULL || b->vt != &REDIS_VT) return AC_EINVAL;
+  *out = ((const ac_redis_t *)b)->st;
+  return 0;
+}
