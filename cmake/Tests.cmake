@@ -88,6 +88,13 @@ set_tests_properties(example.readme_quickstart PROPERTIES TIMEOUT 60 LABELS exam
 set_tests_properties(example.quickstart example.quickstart_lua54 example.host_step
   example.host_uv example.decorators example.batching example.custom_backend
   PROPERTIES TIMEOUT 120 LABELS example)
+# Two caches sharing a Redis L2 and invalidating each other, against a
+# redis-server of the test's own.
+add_test(NAME example.redis_two_instances
+         COMMAND bash ${CMAKE_SOURCE_DIR}/tools/with-redis.sh $<TARGET_FILE:acache>
+                 ${CMAKE_SOURCE_DIR}/examples/redis_two_instances.lua)
+set_tests_properties(example.redis_two_instances PROPERTIES TIMEOUT 60 LABELS example
+  PASS_REGULAR_EXPRESSION "b:get\\(1\\) after a:set ->.renamed by a.queries:.1.*contains\\(1\\) after b:delete ->.false")
 set_tests_properties(example.custom_backend PROPERTIES PASS_REGULAR_EXPRESSION
   "L2 lookups: 1, queries: 2.*written by a.*remote_errors 3, reported 3")
 set_tests_properties(example.decorators PROPERTIES
