@@ -107,10 +107,19 @@ int ac__lcache_try_reserve(lua_State *L, lcache *c);
 void ac__lcache_resize_values(lua_State *L, lcache *c, uint32_t cap);
 /* Sets values[slot] to the value at the top of the stack (popped). */
 void ac__lcache_put_value(lua_State *L, lcache *c, uint32_t slot);
+/* May the value at idx, which came from outside (a remote, a snapshot),
+ * be stored under a key of this tag?  Not nil (a loader's nil is never
+ * cached either), and for a decorated function's key (LKEY_ARGS) the
+ * packed results its calls unpack: a table whose [1] is a count >= 0. */
+int ac__lcache_value_ok(lua_State *L, int tag, int idx);
 /* Stores the value at the top of the stack (popped) under a key (a write:
  * a load of the key in progress becomes stale).  Raises on failure. */
 void ac__lcache_store(lua_State *L, lcache *c, int tag, const char *key,
                   size_t len, double ttl);
+/* The same without writing to the backend (a value that came from a
+ * backup); returns the slot, or 0 when the policy refused the key. */
+int64_t ac__lcache_store_local(lua_State *L, lcache *c, int tag, const char *key,
+                               size_t len, double ttl);
 /* Pushes the results of a LOAD_CALL from their packed table at idx;
  * returns how many. */
 int ac__lcache_unpack(lua_State *L, int idx);

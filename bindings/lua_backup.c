@@ -52,6 +52,7 @@ typedef struct {
   uint32_t *order; /* slots, least recently used first */
   size_t n, next;
   size_t skipped;
+  size_t saved;    /* entries in the snapshot, once the last step is done */
   int pinned;      /* holds c->pinned */
   ac_codec_writer_t w;
   write_ctx *writing; /* an asynchronous write in progress */
@@ -161,6 +162,7 @@ static int save_entry(lua_State *L, ljob *j, uint32_t slot, double now) {
 static int job_step(lua_State *L) {
   ljob *j = check_job(L);
   double budget = luaL_optnumber(L, 2, HUGE_VAL);
+  if (!(budget > 0)) budget = 0; /* NaN, negative: one check's worth */
   if (j->snap == NULL || j->written || j->writing) return luaL_error(L, "save_to_backup(): the save has ended");
   if (j->c->closed) return luaL_error(L, "save_to_backup(): the cache was closed during the save");
   luaL_checkstack(L, 4, NULL);
@@ -178,6 +180,7 @@ static int job_step(lua_State *L) {
   j->c->unencodable += skipped;
   int done = j->next >= j->n;
   if (done) {
+    j->saved = ac_snapshot_count(j->snap);
     unpin(j);
     ac__free(j->order);
     j->order = NULL;
@@ -240,7 +243,7 @@ static int job_result(lua_State *L) {
     lua_pushstring(L, j->msg);
     return 2;
   }
-  lua_pushinteger(L, (lua_Integer)(j->n - j->skipped));
+  lua_pushinteger(L, (lua_Integer)j->saved);
   lua_pushinteger(L, (lua_Integer)j->skipped);
   return 2;
 }
@@ -260,11 +263,14 @@ static int store_protected(lua_State *L) {
   const ac_snapshot_entry_t *e = r->e;
   double ttl = isinf(e->expires_at) ? HUGE_VAL : e->expires_at - r->now;
   /* lua_touserdata's value is on the stack: the decoded value goes on top. */
-  if (ac__lcodec_decode(L, e->value, e->vlen) != 0) {
+  if (ac__lcodec_decode(L, e->value, e->vlen) != 0 || !ac__lcache_value_ok(L, e->tag, -1)) {
     r->bad++;
     return 0;
   }
-  ac__lcache_store(L, r->c, e->tag, e->key, e->klen, ttl);
+  if (r->c->closed) return 0; /* by a finalizer the decoding ran */
+  /* Not written back to a remote: the value is the backup's, older than
+   * what other instances may have written there since. */
+  ac__lcache_store_local(L, r->c, e->tag, e->key, e->klen, ttl);
   r->loaded++;
   return 0;
 }
@@ -333,17 +339,20 @@ static int cache_entries(lua_State *L) {
   lua_Integer out = 0;
   double now = wall_now();
   for (size_t i = n; i < st.size; i++) {
-    if (c->closed) break;
+    if (c->closed) break; /* by a finalizer: nothing more to read */
     int tag;
     size_t len;
     const char *key = ac_cache_key(c->cache, order[i], &tag, &len);
     double left = key ? ac_cache_ttl_left(c->cache, order[i]) : 0;
     if (key == NULL || left <= 0) continue;
-    lua_createtable(L, 0, 3);
+    /* The key is copied (pushing it may collect, after the copy) and the
+     * value taken before anything else allocates. */
     ac__lkey_push(L, tag, key, len);
-    lua_setfield(L, -2, "key");
     ac__lcache_push_value(L, c, order[i]);
-    lua_setfield(L, -2, "value");
+    lua_createtable(L, 0, 3);
+    lua_rotate(L, -3, 1); /* entry, key, value */
+    lua_setfield(L, -3, "value");
+    lua_setfield(L, -2, "key");
     if (!isinf(left)) {
       lua_pushnumber(L, now + left);
       lua_setfield(L, -2, "expires_at");
@@ -351,6 +360,29 @@ static int cache_entries(lua_State *L) {
     lua_rawseti(L, -2, ++out);
   }
   return 1;
+}
+
+/* restore_set(cache, key, value, ttl): a Lua backup's entry, stored in
+ * this level only (not written back to a remote). */
+static int restore_set(lua_State *L) {
+  lcache *c = ac__lcache_check(L, 1, "restore");
+  lkey k;
+  ac__lkey_check(L, 2, &k, "restore");
+  luaL_checkany(L, 3);
+  double ttl = luaL_checknumber(L, 4);
+  if (!(ttl > 0)) return 0;
+  if (!ac__lcache_value_ok(L, k.tag, 3)) return 0;
+  lua_settop(L, 3);
+  ac__lcache_store_local(L, c, k.tag, k.p, k.len, ttl);
+  return 0;
+}
+
+/* forget_all(cache): empties this level only (a restore that failed half
+ * way: the remote keeps what other instances wrote). */
+static int forget_all(lua_State *L) {
+  lcache *c = ac__lcache_check(L, 1, "restore");
+  ac_cache_forget_all(c->cache);
+  return 0;
 }
 
 static int l_wall_time(lua_State *L) {
@@ -439,6 +471,10 @@ void ac__lbackup_open(lua_State *L) {
   lua_pop(L, 1);
   lua_pushcfunction(L, l_wall_time);
   lua_setfield(L, -2, "wall_time");
+  lua_pushcfunction(L, restore_set);
+  lua_setfield(L, -2, "restore_set");
+  lua_pushcfunction(L, forget_all);
+  lua_setfield(L, -2, "forget_all");
   lua_pushcfunction(L, l_every);
   lua_setfield(L, -2, "every");
   lua_pushcfunction(L, snapshot_begin);

@@ -115,6 +115,16 @@ int ac__lcache_unpack(lua_State *L, int idx) {
   return n;
 }
 
+int ac__lcache_value_ok(lua_State *L, int tag, int idx) {
+  if (lua_isnil(L, idx)) return 0;
+  if (tag != LKEY_ARGS) return 1;
+  if (lua_type(L, idx) != LUA_TTABLE) return 0;
+  lua_rawgeti(L, idx, 1);
+  int ok = lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 0;
+  lua_pop(L, 1);
+  return ok;
+}
+
 void ac__lcache_push_value(lua_State *L, lcache *c, uint32_t slot) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, c->values_ref);
   lua_rawgeti(L, -1, slot);
@@ -176,19 +186,25 @@ void ac__lcache_put_value(lua_State *L, lcache *c, uint32_t slot) {
 
 void ac__lcache_store(lua_State *L, lcache *c, int tag, const char *key,
                   size_t len, double ttl) {
+  int64_t slot = ac__lcache_store_local(L, c, tag, key, len, ttl);
+  if (slot > 0) ac_cache_written(c->cache, (uint32_t)slot);
+}
+
+int64_t ac__lcache_store_local(lua_State *L, lcache *c, int tag, const char *key,
+                               size_t len, double ttl) {
   ac__lcache_reserve(L, c);
   int64_t slot = ac_cache_set(c->cache, tag, key, len, ttl);
   if (slot < 0) {
     lua_pop(L, 1);
     luaL_error(L, "cannot store the value: %s", ac_strerror((int)slot));
-    return;
+    return slot;
   }
   if (slot == 0) { /* the eviction policy refused the key */
     lua_pop(L, 1);
-    return;
+    return 0;
   }
   ac__lcache_put_value(L, c, (uint32_t)slot);
-  ac_cache_written(c->cache, (uint32_t)slot);
+  return slot;
 }
 
 void ac__lload_settle(lua_State *L, ac_load_t *ld, int v, int nout, int failed,
@@ -380,6 +396,9 @@ static int lead(lua_State *L, lcache *c, const lload_spec *spec, ltask *me) {
    * open by an error would hold every later caller forever. */
   int nargs = spec->last >= spec->first ? spec->last - spec->first + 1 : 0;
   luaL_checkstack(L, nargs + 2, "too many arguments");
+  /* With a remote the caller waits for it: it must be able to. */
+  if (c->remote != NULL)
+    ac__lsched_check_task(L, spec->mode == LOAD_CALL ? "a decorated function" : "cache:get()");
   ltask *t = ac__lsched_loader(c->ls, L);
   if (!lua_checkstack(t->co, nargs + 2)) {
     ac__lsched_release_loader(c->ls, t, LUA_OK);

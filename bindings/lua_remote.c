@@ -67,23 +67,23 @@ static void req_end(lreq *q, int status, const char *bytes, size_t len, double t
 /* report_body(r, op, why): why is the error value, or a light userdata
  * pointing to a static sentence. */
 static int report_body(lua_State *L) {
-  lremote *r = lua_touserdata(L, 1);
+  lsched *ls = lua_touserdata(L, 1);
   int op = (int)lua_tointeger(L, 2);
   const char *why = lua_islightuserdata(L, 3) ? (const char *)lua_touserdata(L, 3)
                     : lua_isstring(L, 3)      ? lua_tostring(L, 3)
                                               : luaL_typename(L, 3);
   lua_pushfstring(L, "remote backend %s() failed: %s", OP_NAMES[op], why);
-  ac__lsched_report(r->ls, L, NULL);
+  ac__lsched_report(ls, L, NULL);
   return 0;
 }
 
 /* A failed call, to the error hook, named; why is at err_idx, or is the
  * static sentence text.  Never raises (the request must be let go of
  * after it, whatever happens). */
-static void report(lua_State *L, lremote *r, int op, int err_idx, const char *text) {
+static void report(lua_State *L, lsched *ls, int op, int err_idx, const char *text) {
   if (!lua_checkstack(L, 5)) return;
   lua_pushcfunction(L, report_body);
-  lua_pushlightuserdata(L, r);
+  lua_pushlightuserdata(L, ls);
   lua_pushinteger(L, op);
   if (text != NULL) lua_pushlightuserdata(L, (void *)text);
   else lua_pushvalue(L, err_idx);
@@ -104,22 +104,22 @@ static int finish(lua_State *L, int status, lua_KContext ctx) {
     return 0;
   }
   int ok = status == LUA_OK || status == LUA_YIELD;
-  int rc = 0;
-  const char *bytes = NULL;
+  int rc = 0, err_idx = 0;
+  const char *bytes = NULL, *text = NULL;
   size_t len = 0;
   double ttl = HUGE_VAL;
   if (!ok) {
-    report(L, r, q->op, lua_gettop(L), NULL);
+    err_idx = lua_gettop(L);
     rc = AC_EIO;
   } else if (lua_isnil(L, base + 1) && !lua_isnoneornil(L, base + 2)) { /* nil, err */
-    report(L, r, q->op, base + 2, NULL);
+    err_idx = base + 2;
     rc = AC_EIO;
   } else if (q->op == OP_GET) {
     int t = lua_type(L, base + 1);
     if (t == LUA_TNIL || t == LUA_TNONE) {
       rc = AC_ENOENT;
     } else if (t != LUA_TSTRING) {
-      report(L, r, q->op, 0, "it must return a string of bytes or nil");
+      text = "it must return a string of bytes or nil";
       rc = AC_EIO;
     } else {
       bytes = lua_tolstring(L, base + 1, &len);
@@ -127,12 +127,17 @@ static int finish(lua_State *L, int status, lua_KContext ctx) {
       if (!(ttl > 0)) rc = AC_ENOENT; /* no time left: expired */
     }
   }
-  /* Nothing below raises: the request goes, its callback runs. */
+  /* Nothing below raises: the request goes, its callback runs, and only
+   * then the failure is reported: the error hook may close the cache,
+   * which frees this adapter (r). */
+  lsched *ls = r->ls;
+  int op = q->op;
   req_unlink(q);
-  ac__lsched_drop(r->ls, &q->held);
+  ac__lsched_drop(ls, &q->held);
   lreq copy = *q;
   ac__free(q);
   req_end(&copy, rc, bytes, len, ttl);
+  if (err_idx != 0 || text != NULL) report(L, ls, op, err_idx, text);
   return 0;
 }
 
@@ -197,13 +202,18 @@ static int spawn_protected(lua_State *L) {
     lua_pushnil(L);
   }
   int n = 2;
+  if (q->op == OP_SET) {
+    /* The bytes first: they are the cache's encode buffer, which anything
+     * allocating (and so a finalizer writing to the cache) may reuse. */
+    lua_pushlstring(L, a->value, a->vlen);
+  }
   if (q->op != OP_CLEAR) {
     int tag = (unsigned char)a->key[0];
     ac__lkey_push(L, tag, a->key + 1, a->klen - 1);
     n++;
   }
   if (q->op == OP_SET) {
-    lua_pushlstring(L, a->value, a->vlen);
+    lua_rotate(L, -2, 1); /* key, bytes */
     if (isinf(a->ttl)) lua_pushnil(L);
     else lua_pushnumber(L, a->ttl);
     n += 2;
@@ -318,8 +328,11 @@ static int op_decode(void *ud, uint32_t slot, const char *bytes, size_t len) {
   lua_State *L = ac__lsched_cbstate(c->ls);
   if (!lua_checkstack(L, 6) || !ac__lcache_try_reserve(L, c)) return AC_ENOMEM;
   int rc = ac__lcodec_decode(L, bytes, len);
+  int tag = 0;
+  ac_cache_key(c->cache, slot, &tag, NULL);
+  if (rc == 0 && !ac__lcache_value_ok(L, tag, -1)) rc = AC_EFORMAT;
   if (rc != 0) {
-    lua_pop(L, 1); /* the message */
+    lua_pop(L, 1); /* the message, or the value refused */
     return rc;
   }
   ac__lcache_put_value(L, c, slot);

@@ -261,6 +261,49 @@ describe("DiskBackend", function()
   end)
 end)
 
+describe("a backup beside a remote", function()
+  local Shared = cache.RemoteCacheBackend:extend()
+  function Shared:init() self.data, self.sets, self.clears = {}, 0, 0 end
+  function Shared:get(k) return self.data[k] end
+  function Shared:set(k, b) self.sets = self.sets + 1; self.data[k] = b end
+  function Shared:delete(k) self.data[k] = nil end
+  function Shared:clear() self.clears = self.clears + 1; self.data = {} end
+
+  it("restoring writes nothing to the remote, and a damaged file does not clear it", h.in_run(function()
+    local path = os.tmpname()
+    local first = cache.AsyncCache{ backup = cache.DiskBackend(path) }
+    first:set("old", "from the snapshot")
+    first:save_to_backup()
+    local shared = Shared()
+    local c = cache.AsyncCache{ backup = cache.DiskBackend(path), remote_cache = shared }
+    runtime.sleep(0.01)
+    assert.equal("from the snapshot", c:get("old"))
+    assert.equal(0, shared.sets)
+    write_all(path, "damaged")
+    shared.data.other = "another instance's"
+    local d
+    hook_messages(function() d = cache.AsyncCache{ backup = cache.DiskBackend(path), remote_cache = shared } end)
+    runtime.sleep(0.01)
+    assert.is_not_nil(d:load_error())
+    assert.equal(0, shared.clears)
+    assert.equal("another instance's", shared.data.other)
+    os.remove(path)
+  end))
+end)
+
+describe("save_to_backup's count", function()
+  it("counts what was saved, not what was there when the save began", h.in_run(function()
+    local path = os.tmpname()
+    local c = cache.AsyncCache{ maxsize = 30000, backup = cache.DiskBackend(path) }
+    for i = 1, 30000 do c:set(i, i) end
+    runtime.spawn(function() for i = 1, 30000, 2 do c:delete(i) end end)
+    local saved = c:save_to_backup()
+    local restored = cache.AsyncCache{ maxsize = 30000, backup = cache.DiskBackend(path) }
+    assert.equal(restored:get_metrics().size, saved)
+    os.remove(path)
+  end))
+end)
+
 describe("CacheBackend (snapshot backends written in Lua)", function()
   local Memory = cache.CacheBackend:extend()
   function Memory:load() return self.entries end

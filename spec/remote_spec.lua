@@ -220,6 +220,48 @@ describe("remote_cache (a Lua backend)", function()
     c:close()
   end))
 
+  it("survives an error hook that closes the cache when the remote fails", h.in_run(function()
+    local Broken = cache.RemoteCacheBackend:extend()
+    function Broken:get() error("down") end
+    function Broken:set() end
+    function Broken:delete() end
+    local c = cache.AsyncCache{ remote_cache = Broken() }
+    runtime.set_error_hook(function() c:close() end)
+    local v, err = c:get("k", function() return "v" end)
+    assert.is_nil(v)
+    assert.equal("the cache was closed while loading", err)
+    assert.is_true(c:is_closed())
+  end))
+
+  it("refuses remote values a cache could never have written", h.in_run(function()
+    local Liar = cache.RemoteCacheBackend:extend()
+    function Liar:get() return self.bytes end
+    function Liar:set() end
+    function Liar:delete() end
+    -- a decorated function's entry must be its packed results
+    local calls = 0
+    local f = cache.AsyncLRU{ remote_cache = Liar{ bytes = cache.codec.encode("not a table") } }(
+      function(x) calls = calls + 1; return x * 2 end)
+    assert.equal(42, f(21))
+    assert.equal(1, calls)
+    -- nil is never a cached value
+    local loads = 0
+    local c = cache.AsyncCache{ remote_cache = Liar{ bytes = cache.codec.encode(nil) } }
+    assert.equal("v", c:get("k", function() loads = loads + 1; return "v" end))
+    assert.equal(1, loads)
+    assert.equal(1, c:get_metrics().remote_errors)
+  end))
+
+  it("outside a task, a get with a loader raises before anything starts", function()
+    local shared = Shared()
+    local c = cache.AsyncCache{ remote_cache = shared }
+    local loads = 0
+    assert.has_error(function() c:get("k", function() loads = loads + 1; return 1 end) end)
+    assert.equal(0, c:get_metrics().in_flight)
+    assert.equal(0, shared.calls.get)
+    assert.equal(0, loads)
+  end)
+
   it("rejects what is not a remote backend", function()
     assert.has_error(function() cache.AsyncCache{ remote_cache = {} } end,
       "opts.remote_cache must be a cache.RedisBackend or a backend with get, set and delete methods (see cache.RemoteCacheBackend), got table")

@@ -105,7 +105,7 @@ local function restore_lua(c, b)
       return nil, ("backup load(): entry %d: ttl must be a number"):format(i)
     end
     if ttl > 0 and e.value ~= nil then
-      local sok, err = pcall(c.set, c, e.key, e.value, { ttl = ttl })
+      local sok, err = pcall(core.restore_set, c, e.key, e.value, ttl)
       if not sok then return nil, ("backup load(): entry %d: %s"):format(i, tostring(err)) end
       n = n + 1
     end
@@ -127,7 +127,9 @@ local function restore(c, st)
   end
   if n == nil then
     st.load_error = "cannot restore the cache from its backup: " .. err
-    c:clear() -- all or nothing: a Lua backend may have stored a part
+    -- all or nothing: a Lua backend may have stored a part (in this level
+    -- only: the remote's keys are other instances' too)
+    core.forget_all(c)
     report(st.load_error)
   end
 end
@@ -192,18 +194,22 @@ end
 -- a cache nobody holds is collected, and its timer with it.
 local function start_autosave(c, st, interval)
   local weak = setmetatable({ c = c }, { __mode = "v" })
-  st.timer = core.every(interval, function()
+  local timer
+  timer = core.every(interval, function()
     local cache = weak.c
-    if cache == nil or st.saving then return end
+    if cache == nil then timer:stop() return end -- collected: the timer goes too
+    local state = states[cache]
+    if state.saving then return end
     local ok, saved, err = pcall(_M.save_to_backup, cache)
     if ok and saved then return end
     local msg = tostring(ok and err or saved)
     if msg:find("the cache is closed", 1, true) then
-      st.timer:stop()
+      timer:stop()
       return
     end
     report("autosave failed: " .. msg)
   end)
+  st.timer = timer
 end
 
 --- Attaches the backup of a new cache (opts checked): restores it, starts
