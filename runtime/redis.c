@@ -7,6 +7,10 @@
  * contexts and arms the retry timer: a half-working backend is never left
  * behind.
  *
+ * Writes are behind: a set is copied into a queue and the queue goes out
+ * on the next turn of the loop (or before any other command, which keeps
+ * the order), so that a set costs its caller a copy, not a command.
+ *
  * Requests: every command the cache asked for carries a req with its
  * timeout timer.  hiredis calls a command's callback exactly once: with
  * the reply, or with NULL when the context goes (redisAsyncFree, a lost
@@ -43,6 +47,17 @@ enum { OP_GET, OP_SET, OP_DEL, OP_CLEAR };
 
 typedef struct ac_redis_s ac_redis_t;
 
+/* A set waiting for the next turn of the loop (write-behind): the caller
+ * pays for a copy, the commands go out together, pipelined. */
+typedef struct {
+  char *key, *value; /* one block: the full key, then the value with its head */
+  size_t klen, vlen;
+  size_t ckey, cklen; /* the cache's key (for the message): offset, length */
+  long long pxms;     /* 0: no expiry */
+  ac_backend_done_cb cb;
+  void *arg;
+} pending_set;
+
 typedef struct {
   ac_redis_t *r;
   int op;
@@ -70,6 +85,9 @@ struct ac_redis_s {
   int timeouts_in_row;
   int was_up;   /* up at least once: a later handshake means news were missed */
   int freeing;
+  pending_set *sets; /* write-behind queue, flushed by `flusher` */
+  size_t nsets, capsets;
+  ac_timer_t *flusher;
   char id[17];  /* this backend's id in invalidation messages */
   ac_redis_stats_t st;
 };
@@ -110,8 +128,12 @@ static void drop_context(redisAsyncContext **pc) {
 }
 
 /* Closes the circuit's connections, says why, and retries later. */
+static void fail_sets(ac_redis_t *r, int status);
+static void flush_sets(ac_redis_t *r);
+
 static void go_down(ac_redis_t *r, const char *why) {
   int was = r->st.state;
+  fail_sets(r, AC_EIO);
   r->st.state = AC_REDIS_DOWN;
   r->cmd_ready = r->sub_ready = 0;
   r->timeouts_in_row = 0;
@@ -419,6 +441,7 @@ static int b_get(ac_backend_t *b, const char *key, size_t len, ac_backend_get_cb
                  void *arg) {
   ac_redis_t *r = (ac_redis_t *)b;
   if (!usable(r)) return AC_EIO;
+  if (r->nsets) flush_sets(r); /* commands keep the order they were asked in */
   char buf[256];
   size_t klen;
   char *k = full_key(r, key, len, buf, sizeof buf, &klen);
@@ -434,43 +457,88 @@ static int b_get(ac_backend_t *b, const char *key, size_t len, ac_backend_get_cb
   return rc;
 }
 
+static void on_flush(ac_timer_t *t, void *data) {
+  (void)t;
+  flush_sets(data);
+}
+
+/* Sends the queued sets, in order, each with its request and its message. */
+static void flush_sets(ac_redis_t *r) {
+  size_t n = r->nsets;
+  pending_set *sets = r->sets;
+  r->sets = NULL;
+  r->nsets = r->capsets = 0;
+  ac_timer_stop(r->flusher);
+  for (size_t i = 0; i < n; i++) {
+    pending_set *p = &sets[i];
+    req *q = r->cmd != NULL ? new_req(r, OP_SET, NULL, p->cb, p->arg) : NULL;
+    int sent = 0;
+    if (q != NULL) {
+      char px[32];
+      int pl = snprintf(px, sizeof px, "%lld", p->pxms);
+      const char *argv[5] = {"SET", p->key, p->value, "PX", px};
+      size_t argl[5] = {3, p->klen, p->vlen, 2, (size_t)pl};
+      if (redisAsyncCommandArgv(r->cmd, on_done, q, p->pxms ? 5 : 3, argv, argl) == REDIS_OK) {
+        sent = 1;
+        publish(r, 'k', p->key + p->ckey, p->cklen);
+      } else {
+        free_req(q);
+      }
+    }
+    if (!sent) p->cb(p->arg, AC_EIO);
+    ac__free(p->key);
+  }
+  ac__free(sets);
+}
+
+static void fail_sets(ac_redis_t *r, int status) {
+  size_t n = r->nsets;
+  pending_set *sets = r->sets;
+  r->sets = NULL;
+  r->nsets = r->capsets = 0;
+  if (r->flusher) ac_timer_stop(r->flusher);
+  for (size_t i = 0; i < n; i++) {
+    sets[i].cb(sets[i].arg, status);
+    ac__free(sets[i].key);
+  }
+  ac__free(sets);
+}
+
 static int b_set(ac_backend_t *b, const char *key, size_t len, const char *value,
                  size_t vlen, double ttl, ac_backend_done_cb cb, void *arg) {
   ac_redis_t *r = (ac_redis_t *)b;
   if (!usable(r)) return AC_EIO;
-  char kbuf[256], vbuf[512], px[32];
-  size_t klen, n = VALUE_HEAD + vlen;
-  char *k = full_key(r, key, len, kbuf, sizeof kbuf, &klen);
-  char *v = n <= sizeof vbuf ? vbuf : ac__malloc(n);
-  req *q = k && v ? new_req(r, OP_SET, NULL, cb, arg) : NULL;
-  int rc = AC_ENOMEM;
-  if (q != NULL) {
-    int forever = !(ttl < 1e15);
-    uint64_t ms = forever ? 0 : (uint64_t)(wall_ms() + ttl * 1e3);
-    v[0] = 'A';
-    for (int i = 8; i >= 1; i--, ms >>= 8) v[i] = (char)(ms & 0xff);
-    if (vlen) memcpy(v + VALUE_HEAD, value, vlen);
-    long long pxms = forever ? 0 : (long long)ceil(ttl * 1e3);
-    if (!forever && pxms < 1) pxms = 1;
-    int pl = snprintf(px, sizeof px, "%lld", pxms);
-    const char *argv[5] = {"SET", k, v, "PX", px};
-    size_t argl[5] = {3, klen, n, 2, (size_t)pl};
-    if (redisAsyncCommandArgv(r->cmd, on_done, q, forever ? 3 : 5, argv, argl) == REDIS_OK) {
-      rc = 0;
-      publish(r, 'k', key, len);
-    } else {
-      free_req(q);
-    }
+  if (r->nsets == r->capsets) {
+    size_t cap = r->capsets ? 2 * r->capsets : 64;
+    pending_set *s = ac__realloc(r->sets, cap * sizeof *s);
+    if (s == NULL) return AC_ENOMEM;
+    r->sets = s;
+    r->capsets = cap;
   }
-  if (k != kbuf) ac__free(k);
-  if (v != vbuf) ac__free(v);
-  return rc;
+  size_t klen = r->prefix_len + len, n = VALUE_HEAD + vlen;
+  char *block = ac__malloc(klen + n);
+  if (block == NULL) return AC_ENOMEM;
+  memcpy(block, r->prefix, r->prefix_len);
+  if (len) memcpy(block + r->prefix_len, key, len);
+  char *v = block + klen;
+  int forever = !(ttl < 1e15);
+  uint64_t ms = forever ? 0 : (uint64_t)(wall_ms() + ttl * 1e3);
+  v[0] = 'A';
+  for (int i = 8; i >= 1; i--, ms >>= 8) v[i] = (char)(ms & 0xff);
+  if (vlen) memcpy(v + VALUE_HEAD, value, vlen);
+  long long pxms = forever ? 0 : (long long)ceil(ttl * 1e3);
+  if (!forever && pxms < 1) pxms = 1;
+  pending_set *p = &r->sets[r->nsets++];
+  *p = (pending_set){block, v, klen, n, r->prefix_len, len, pxms, cb, arg};
+  if (r->nsets == 1) ac_timer_start(r->flusher, 0, 0); /* the next turn of the loop */
+  return 0;
 }
 
 static int b_del(ac_backend_t *b, const char *key, size_t len, ac_backend_done_cb cb,
                  void *arg) {
   ac_redis_t *r = (ac_redis_t *)b;
   if (!usable(r)) return AC_EIO;
+  if (r->nsets) flush_sets(r);
   char buf[256];
   size_t klen;
   char *k = full_key(r, key, len, buf, sizeof buf, &klen);
@@ -548,6 +616,7 @@ static int scan_from(ac_redis_t *r, req *q, const char *cursor) {
 static int b_clear(ac_backend_t *b, ac_backend_done_cb cb, void *arg) {
   ac_redis_t *r = (ac_redis_t *)b;
   if (!usable(r)) return AC_EIO;
+  if (r->nsets) flush_sets(r);
   req *q = new_req(r, OP_CLEAR, NULL, cb, arg);
   if (q == NULL) return AC_ENOMEM;
   if (scan_from(r, q, "0") != 0) {
@@ -560,9 +629,11 @@ static int b_clear(ac_backend_t *b, ac_backend_done_cb cb, void *arg) {
 static void b_free(ac_backend_t *b) {
   ac_redis_t *r = (ac_redis_t *)b;
   r->freeing = 1;
+  fail_sets(r, AC_ECANCELED);
   ac_timer_free(r->retry);
   ac_timer_free(r->connecting);
-  r->retry = r->connecting = NULL;
+  ac_timer_free(r->flusher);
+  r->retry = r->connecting = r->flusher = NULL;
   /* Pending commands' callbacks run now, with NULL: AC_ECANCELED. */
   drop_context(&r->cmd);
   drop_context(&r->sub);
@@ -621,6 +692,7 @@ ac_backend_t *ac_redis_new(const ac_redis_options_t *o, int *err) {
   r->backoff = BACKOFF_FIRST;
   r->retry = ac_timer_new(r->sched, on_retry, r);
   r->connecting = ac_timer_new(r->sched, on_connect_timeout, r);
+  r->flusher = ac_timer_new(r->sched, on_flush, r);
   if (r->prefix != NULL) {
     r->prefix_len = strlen(r->prefix);
     r->channel = ac__malloc(r->prefix_len + 11);
@@ -628,7 +700,7 @@ ac_backend_t *ac_redis_new(const ac_redis_options_t *o, int *err) {
     r->pattern = match_pattern(r->prefix);
   }
   if (r->host == NULL || r->prefix == NULL || r->channel == NULL || r->pattern == NULL ||
-      r->retry == NULL || r->connecting == NULL || (o->unix_path && !r->unix_path) ||
+      r->retry == NULL || r->connecting == NULL || r->flusher == NULL || (o->unix_path && !r->unix_path) ||
       (o->username && !r->username) || (o->password && !r->password)) {
     b_free(&r->base);
     return NULL;
