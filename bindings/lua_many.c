@@ -79,6 +79,12 @@ static void many_on_waiter(ac_load_waiter_t *w, ac_load_t *load, int status) {
     else lua_pushnil(from);
     lua_xmove(from, co, 2);
     g->task->nargs += 3;
+  } else if (status == 0 && ac_load_slot(load) != 0 && lua_checkstack(co, 4)) {
+    /* A remote hit: the value is in its slot, no loader ran. */
+    lua_pushinteger(co, i);
+    ac__lcache_push_value(co, ld->c, ac_load_slot(load));
+    lua_pushnil(co);
+    g->task->nargs += 3;
   } else {
     s->status = status != 0 ? status : AC_ENOMEM;
   }
@@ -152,6 +158,16 @@ static int many_join(lua_State *L) {
         if (g->task == NULL) g->task = ac__lsched_park(L, "cache:get_many()");
         lload_spec spec = {LOAD_GET, k.tag, k.p, k.len, 0, 7, 7, ttl, 0, batch};
         f = ac__lbatch_enqueue(L, c, &spec);
+      } else if (f == NULL && c->remote != NULL && g->task != NULL) {
+        /* No loader: the remote may have it (when the caller can wait, as
+         * g->task says).  The lookups of all the missing keys go out
+         * together, pipelined. */
+        ac_load_t *ld;
+        if (ac_cache_lead(c->cache, k.tag, k.p, k.len, ttl, &ld) == 0) {
+          ac__lload_init(ld, c, LOAD_GET);
+          if (ac_load_begin(ld) == AC_JOIN) f = ld;
+          else ac_load_abort(ld);
+        }
       }
       if (f != NULL && ac__lload_waits_for(f, ac__lsched_current(c->ls))) {
         /* A batch loader asking for a key of its own batch: that key

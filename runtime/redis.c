@@ -11,8 +11,8 @@
  * on the next turn of the loop (or before any other command, which keeps
  * the order), so that a set costs its caller a copy, not a command.
  *
- * Requests: every command the cache asked for carries a req with its
- * timeout timer.  hiredis calls a command's callback exactly once: with
+ * Requests: every command the cache asked for carries a req, on a list
+ * in deadline order that one timer watches.  hiredis calls a command's callback exactly once: with
  * the reply, or with NULL when the context goes (redisAsyncFree, a lost
  * connection).  The cache's callback runs exactly once too: from whichever
  * comes first, the reply or the timer (`delivered` says it has run); the
@@ -42,10 +42,20 @@
 #define TIMEOUTS_TO_OPEN 3 /* commands in a row timing out close the circuit */
 #define VALUE_HEAD 9       /* "A" + 8 bytes of expiry */
 #define SCAN_COUNT "1000"
+#define WINDOW 1024 /* sets in flight at most; the others wait queued */
+#define MGET_MAX 1000 /* keys of one MGET */
 
 enum { OP_GET, OP_SET, OP_DEL, OP_CLEAR };
 
 typedef struct ac_redis_s ac_redis_t;
+typedef struct req_s req;
+
+/* A get waiting for the next turn of the loop, to go out in an MGET. */
+typedef struct {
+  req *q;
+  char *key; /* the full key */
+  size_t klen;
+} pending_get;
 
 /* A set waiting for the next turn of the loop (write-behind): the caller
  * pays for a copy, the commands go out together, pipelined. */
@@ -58,15 +68,16 @@ typedef struct {
   void *arg;
 } pending_set;
 
-typedef struct {
+struct req_s {
   ac_redis_t *r;
   int op;
   ac_backend_get_cb get_cb;
   ac_backend_done_cb done_cb;
   void *arg;
-  ac_timer_t *timer;
+  double deadline;       /* ac_sched_now() past which it has timed out */
+  struct req_s *prev, *next; /* the waiting list, in deadline order */
   int delivered;
-} req;
+};
 
 struct ac_redis_s {
   ac_backend_t base; /* first */
@@ -85,9 +96,17 @@ struct ac_redis_s {
   int timeouts_in_row;
   int was_up;   /* up at least once: a later handshake means news were missed */
   int freeing;
-  pending_set *sets; /* write-behind queue, flushed by `flusher` */
-  size_t nsets, capsets;
+  pending_set *sets; /* write-behind queue: sets[head..nsets) wait */
+  size_t head, nsets, capsets;
+  size_t inflight;   /* sets sent, not answered yet */
+  pending_get *gets; /* gets of this turn, sent together by `flusher` */
+  size_t ngets, capgets;
   ac_timer_t *flusher;
+  /* Requests not answered nor timed out, oldest first: every command has
+   * the same timeout, so this is deadline order, and one timer (armed
+   * for the oldest) times them all out. */
+  req *waiting, *waiting_last;
+  ac_timer_t *expiry;
   char id[17];  /* this backend's id in invalidation messages */
   ac_redis_stats_t st;
 };
@@ -129,11 +148,13 @@ static void drop_context(redisAsyncContext **pc) {
 
 /* Closes the circuit's connections, says why, and retries later. */
 static void fail_sets(ac_redis_t *r, int status);
-static void flush_sets(ac_redis_t *r);
+static void fail_gets(ac_redis_t *r, int status);
+static void flush_sets(ac_redis_t *r, int all);
 
 static void go_down(ac_redis_t *r, const char *why) {
   int was = r->st.state;
   fail_sets(r, AC_EIO);
+  fail_gets(r, AC_EIO);
   r->st.state = AC_REDIS_DOWN;
   r->cmd_ready = r->sub_ready = 0;
   r->timeouts_in_row = 0;
@@ -315,27 +336,66 @@ static double wall_ms(void) {
   return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
+static void arm_expiry(ac_redis_t *r) {
+  if (r->waiting == NULL) {
+    ac_timer_stop(r->expiry);
+    return;
+  }
+  double in = r->waiting->deadline - ac_sched_now(r->sched);
+  ac_timer_start(r->expiry, in > 0 ? in : 0, 0);
+}
+
+static void unwait(req *q) {
+  ac_redis_t *r = q->r;
+  if (q->prev) q->prev->next = q->next;
+  else if (r->waiting == q) r->waiting = q->next;
+  else return; /* not waiting */
+  if (q->next) q->next->prev = q->prev;
+  else r->waiting_last = q->prev;
+  q->prev = q->next = NULL;
+}
+
+/* (Re)starts a request's time: it goes last in the waiting list. */
+static void wait_reply(req *q) {
+  ac_redis_t *r = q->r;
+  unwait(q);
+  q->deadline = ac_sched_now(r->sched) + r->command_timeout;
+  q->prev = r->waiting_last;
+  if (r->waiting_last) r->waiting_last->next = q;
+  else r->waiting = q;
+  r->waiting_last = q;
+  if (r->waiting == q) arm_expiry(r);
+}
+
 static void deliver(req *q, int status, const char *bytes, size_t len, double ttl) {
   if (q->delivered) return;
   q->delivered = 1;
-  ac_timer_free(q->timer);
-  q->timer = NULL;
+  int was_first = q->r->waiting == q;
+  unwait(q);
+  if (was_first) arm_expiry(q->r);
   if (q->op == OP_GET) q->get_cb(q->arg, status, bytes, len, ttl);
   else q->done_cb(q->arg, status);
 }
 
-static void on_timeout(ac_timer_t *t, void *data) {
+/* The oldest requests' time is up: each gets AC_ETIMEDOUT (its late reply
+ * is dropped when it comes). */
+static void on_expiry(ac_timer_t *t, void *data) {
   (void)t;
-  req *q = data;
-  ac_redis_t *r = q->r;
-  r->st.timeouts++;
-  deliver(q, AC_ETIMEDOUT, NULL, 0, 0);
-  if (++r->timeouts_in_row >= TIMEOUTS_TO_OPEN && r->st.state == AC_REDIS_UP) {
-    char why[160];
-    snprintf(why, sizeof why, "%d commands in a row timed out (command_timeout %g s)",
-             TIMEOUTS_TO_OPEN, r->command_timeout);
-    go_down(r, why);
+  ac_redis_t *r = data;
+  double now = ac_sched_now(r->sched);
+  while (r->waiting != NULL && r->waiting->deadline <= now) {
+    req *q = r->waiting;
+    r->st.timeouts++;
+    deliver(q, AC_ETIMEDOUT, NULL, 0, 0);
+    if (++r->timeouts_in_row >= TIMEOUTS_TO_OPEN && r->st.state == AC_REDIS_UP) {
+      char why[160];
+      snprintf(why, sizeof why, "%d commands in a row timed out (command_timeout %g s)",
+               TIMEOUTS_TO_OPEN, r->command_timeout);
+      go_down(r, why); /* the others end now, with the connection */
+      return;
+    }
   }
+  arm_expiry(r);
 }
 
 static req *new_req(ac_redis_t *r, int op, ac_backend_get_cb g, ac_backend_done_cb d,
@@ -347,17 +407,15 @@ static req *new_req(ac_redis_t *r, int op, ac_backend_get_cb g, ac_backend_done_
   q->get_cb = g;
   q->done_cb = d;
   q->arg = arg;
-  q->timer = ac_timer_new(r->sched, on_timeout, q);
-  if (q->timer == NULL) {
-    ac__free(q);
-    return NULL;
-  }
-  ac_timer_start(q->timer, r->command_timeout, 0);
+  wait_reply(q);
   return q;
 }
 
+/* After its hiredis callback (the last one to know the request). */
 static void free_req(req *q) {
-  ac_timer_free(q->timer);
+  int was_first = q->r->waiting == q;
+  unwait(q);
+  if (was_first) arm_expiry(q->r);
   ac__free(q);
 }
 
@@ -373,11 +431,9 @@ static int reply_status(ac_redis_t *r, redisReply *rep) {
   return 0;
 }
 
-static void on_get(redisAsyncContext *c, void *reply, void *privdata) {
-  req *q = privdata;
+/* One key's reply (of a GET, or an element of an MGET). */
+static void get_reply(req *q, redisReply *rep) {
   ac_redis_t *r = q->r;
-  redisReply *rep = reply;
-  (void)c;
   int rc = reply_status(r, rep);
   if (rc != 0) {
     deliver(q, r->freeing ? AC_ECANCELED : rc, NULL, 0, 0);
@@ -395,15 +451,40 @@ static void on_get(redisAsyncContext *c, void *reply, void *privdata) {
     if (!(ttl > 0)) deliver(q, AC_ENOENT, NULL, 0, 0);
     else deliver(q, 0, rep->str + VALUE_HEAD, rep->len - VALUE_HEAD, ttl);
   }
-  free_req(q);
+}
+
+/* The reply to an MGET of a batch of gets (reqs[0..n), a block of its
+ * own): element i answers reqs[i]. */
+typedef struct {
+  size_t n;
+  req *reqs[];
+} mget;
+
+static void on_mget(redisAsyncContext *c, void *reply, void *privdata) {
+  mget *m = privdata;
+  redisReply *rep = reply;
+  (void)c;
+  int whole = rep != NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements == m->n;
+  for (size_t i = 0; i < m->n; i++) {
+    /* An error reply, or one that is not an array of n, answers all. */
+    get_reply(m->reqs[i], whole ? rep->element[i] : rep);
+    free_req(m->reqs[i]);
+  }
+  ac__free(m);
 }
 
 static void on_done(redisAsyncContext *c, void *reply, void *privdata) {
   req *q = privdata;
+  ac_redis_t *r = q->r;
   (void)c;
-  int rc = reply_status(q->r, reply);
-  deliver(q, rc != 0 && q->r->freeing ? AC_ECANCELED : rc, NULL, 0, 0);
+  int rc = reply_status(r, reply);
+  deliver(q, rc != 0 && r->freeing ? AC_ECANCELED : rc, NULL, 0, 0);
+  int op = q->op;
   free_req(q);
+  if (op == OP_SET) {
+    r->inflight--;
+    if (r->head < r->nsets && r->cmd != NULL) flush_sets(r, 0);
+  }
 }
 
 /* The key of a command: prefix + the cache's key, in buf when it fits. */
@@ -437,40 +518,96 @@ static int usable(ac_redis_t *r) {
   return 0;
 }
 
+/* Gets are coalesced: those asked for in one turn of the loop go out
+ * together as MGETs of up to MGET_MAX keys (a get_many of 1,000 keys is
+ * one command, not 1,000), on the next turn. */
 static int b_get(ac_backend_t *b, const char *key, size_t len, ac_backend_get_cb cb,
                  void *arg) {
   ac_redis_t *r = (ac_redis_t *)b;
   if (!usable(r)) return AC_EIO;
-  if (r->nsets) flush_sets(r); /* commands keep the order they were asked in */
-  char buf[256];
-  size_t klen;
-  char *k = full_key(r, key, len, buf, sizeof buf, &klen);
-  req *q = k ? new_req(r, OP_GET, cb, NULL, arg) : NULL;
-  int rc = AC_ENOMEM;
-  if (q != NULL) {
-    const char *argv[2] = {"GET", k};
-    size_t argl[2] = {3, klen};
-    if (redisAsyncCommandArgv(r->cmd, on_get, q, 2, argv, argl) == REDIS_OK) rc = 0;
-    else free_req(q);
+  if (r->ngets == r->capgets) {
+    size_t cap = r->capgets ? 2 * r->capgets : 64;
+    pending_get *g = ac__realloc(r->gets, cap * sizeof *g);
+    if (g == NULL) return AC_ENOMEM;
+    r->gets = g;
+    r->capgets = cap;
   }
-  if (k != buf) ac__free(k);
-  return rc;
+  size_t klen = r->prefix_len + len;
+  char *k = ac__malloc(klen);
+  req *q = k ? new_req(r, OP_GET, cb, NULL, arg) : NULL;
+  if (q == NULL) {
+    ac__free(k);
+    return AC_ENOMEM;
+  }
+  memcpy(k, r->prefix, r->prefix_len);
+  if (len) memcpy(k + r->prefix_len, key, len);
+  r->gets[r->ngets++] = (pending_get){q, k, klen};
+  if (r->ngets == 1) ac_timer_start(r->flusher, 0, 0);
+  return 0;
+}
+
+/* Sends the queued gets; a get that cannot be sent fails (AC_EIO) now. */
+static void flush_gets(ac_redis_t *r) {
+  size_t n = r->ngets;
+  r->ngets = 0;
+  for (size_t at = 0; at < n; at += MGET_MAX) {
+    size_t k = n - at < MGET_MAX ? n - at : MGET_MAX;
+    mget *m = ac__malloc(sizeof *m + k * sizeof m->reqs[0]);
+    const char **argv = ac__malloc((k + 1) * sizeof *argv);
+    size_t *argl = ac__malloc((k + 1) * sizeof *argl);
+    int sent = 0;
+    if (m != NULL && argv != NULL && argl != NULL && r->cmd != NULL) {
+      m->n = k;
+      argv[0] = "MGET";
+      argl[0] = 4;
+      for (size_t i = 0; i < k; i++) {
+        m->reqs[i] = r->gets[at + i].q;
+        argv[i + 1] = r->gets[at + i].key;
+        argl[i + 1] = r->gets[at + i].klen;
+      }
+      sent = redisAsyncCommandArgv(r->cmd, on_mget, m, (int)k + 1, argv, argl) == REDIS_OK;
+    }
+    if (!sent) {
+      ac__free(m);
+      for (size_t i = 0; i < k; i++) {
+        deliver(r->gets[at + i].q, AC_EIO, NULL, 0, 0);
+        free_req(r->gets[at + i].q);
+      }
+    }
+    for (size_t i = 0; i < k; i++) ac__free(r->gets[at + i].key);
+    ac__free(argv);
+    ac__free(argl);
+  }
+}
+
+static void fail_gets(ac_redis_t *r, int status) {
+  size_t n = r->ngets;
+  r->ngets = 0;
+  for (size_t i = 0; i < n; i++) {
+    deliver(r->gets[i].q, status, NULL, 0, 0);
+    free_req(r->gets[i].q);
+    ac__free(r->gets[i].key);
+  }
 }
 
 static void on_flush(ac_timer_t *t, void *data) {
   (void)t;
-  flush_sets(data);
+  ac_redis_t *r = data;
+  /* The sets first: a get of this turn then reads what this instance has
+   * just written. */
+  flush_sets(r, 0);
+  if (r->ngets) flush_gets(r);
 }
 
-/* Sends the queued sets, in order, each with its request and its message. */
-static void flush_sets(ac_redis_t *r) {
-  size_t n = r->nsets;
-  pending_set *sets = r->sets;
-  r->sets = NULL;
-  r->nsets = r->capsets = 0;
-  ac_timer_stop(r->flusher);
-  for (size_t i = 0; i < n; i++) {
-    pending_set *p = &sets[i];
+/* Sends queued sets, in order, each with its request and its message:
+ * all of them (`all`: before a delete or a clear, which must come after
+ * them), or as many as the window of sets in flight allows (WINDOW: a
+ * burst of 100,000 sets must not queue 100,000 commands whose timeouts
+ * run while they wait their turn in the socket).  Replies send more. */
+static void flush_sets(ac_redis_t *r, int all) {
+  if (r->ngets == 0) ac_timer_stop(r->flusher); /* else the gets still need it */
+  while (r->head < r->nsets && (all || r->inflight < WINDOW)) {
+    pending_set *p = &r->sets[r->head++];
     req *q = r->cmd != NULL ? new_req(r, OP_SET, NULL, p->cb, p->arg) : NULL;
     int sent = 0;
     if (q != NULL) {
@@ -480,34 +617,37 @@ static void flush_sets(ac_redis_t *r) {
       size_t argl[5] = {3, p->klen, p->vlen, 2, (size_t)pl};
       if (redisAsyncCommandArgv(r->cmd, on_done, q, p->pxms ? 5 : 3, argv, argl) == REDIS_OK) {
         sent = 1;
+        r->inflight++;
         publish(r, 'k', p->key + p->ckey, p->cklen);
       } else {
         free_req(q);
       }
     }
-    if (!sent) p->cb(p->arg, AC_EIO);
     ac__free(p->key);
+    if (!sent) p->cb(p->arg, AC_EIO);
   }
-  ac__free(sets);
+  if (r->head == r->nsets) r->head = r->nsets = 0; /* keep the memory */
 }
 
 static void fail_sets(ac_redis_t *r, int status) {
-  size_t n = r->nsets;
-  pending_set *sets = r->sets;
-  r->sets = NULL;
-  r->nsets = r->capsets = 0;
-  if (r->flusher) ac_timer_stop(r->flusher);
-  for (size_t i = 0; i < n; i++) {
-    sets[i].cb(sets[i].arg, status);
-    ac__free(sets[i].key);
+  while (r->head < r->nsets) {
+    pending_set *p = &r->sets[r->head++];
+    ac__free(p->key);
+    p->cb(p->arg, status);
   }
-  ac__free(sets);
+  r->head = r->nsets = 0;
+  if (r->flusher) ac_timer_stop(r->flusher);
 }
 
 static int b_set(ac_backend_t *b, const char *key, size_t len, const char *value,
                  size_t vlen, double ttl, ac_backend_done_cb cb, void *arg) {
   ac_redis_t *r = (ac_redis_t *)b;
   if (!usable(r)) return AC_EIO;
+  if (r->nsets == r->capsets && r->head > 0) { /* room at the front */
+    memmove(r->sets, r->sets + r->head, (r->nsets - r->head) * sizeof *r->sets);
+    r->nsets -= r->head;
+    r->head = 0;
+  }
   if (r->nsets == r->capsets) {
     size_t cap = r->capsets ? 2 * r->capsets : 64;
     pending_set *s = ac__realloc(r->sets, cap * sizeof *s);
@@ -530,7 +670,8 @@ static int b_set(ac_backend_t *b, const char *key, size_t len, const char *value
   if (!forever && pxms < 1) pxms = 1;
   pending_set *p = &r->sets[r->nsets++];
   *p = (pending_set){block, v, klen, n, r->prefix_len, len, pxms, cb, arg};
-  if (r->nsets == 1) ac_timer_start(r->flusher, 0, 0); /* the next turn of the loop */
+  if (r->nsets - r->head == 1 && r->inflight < WINDOW)
+    ac_timer_start(r->flusher, 0, 0); /* the next turn of the loop */
   return 0;
 }
 
@@ -538,7 +679,7 @@ static int b_del(ac_backend_t *b, const char *key, size_t len, ac_backend_done_c
                  void *arg) {
   ac_redis_t *r = (ac_redis_t *)b;
   if (!usable(r)) return AC_EIO;
-  if (r->nsets) flush_sets(r);
+  if (r->nsets) flush_sets(r, 1); /* after the sets asked for before */
   char buf[256];
   size_t klen;
   char *k = full_key(r, key, len, buf, sizeof buf, &klen);
@@ -600,7 +741,7 @@ static void on_scan(redisAsyncContext *c, void *reply, void *privdata) {
     free_req(q);
     return;
   }
-  ac_timer_start(q->timer, r->command_timeout, 0); /* each page its own time */
+  wait_reply(q); /* each page its own time */
   if (scan_from(r, q, rep->element[0]->str) != 0) {
     deliver(q, AC_EIO, NULL, 0, 0);
     free_req(q);
@@ -616,7 +757,7 @@ static int scan_from(ac_redis_t *r, req *q, const char *cursor) {
 static int b_clear(ac_backend_t *b, ac_backend_done_cb cb, void *arg) {
   ac_redis_t *r = (ac_redis_t *)b;
   if (!usable(r)) return AC_EIO;
-  if (r->nsets) flush_sets(r);
+  if (r->nsets) flush_sets(r, 1); /* after the sets asked for before */
   req *q = new_req(r, OP_CLEAR, NULL, cb, arg);
   if (q == NULL) return AC_ENOMEM;
   if (scan_from(r, q, "0") != 0) {
@@ -630,13 +771,19 @@ static void b_free(ac_backend_t *b) {
   ac_redis_t *r = (ac_redis_t *)b;
   r->freeing = 1;
   fail_sets(r, AC_ECANCELED);
+  fail_gets(r, AC_ECANCELED);
+  ac__free(r->sets);
+  ac__free(r->gets);
+  r->sets = NULL;
+  r->gets = NULL;
+  /* Pending commands' callbacks run now, with NULL: AC_ECANCELED (the
+   * expiry timer is still there for them to stop). */
+  drop_context(&r->cmd);
+  drop_context(&r->sub);
   ac_timer_free(r->retry);
   ac_timer_free(r->connecting);
   ac_timer_free(r->flusher);
-  r->retry = r->connecting = r->flusher = NULL;
-  /* Pending commands' callbacks run now, with NULL: AC_ECANCELED. */
-  drop_context(&r->cmd);
-  drop_context(&r->sub);
+  ac_timer_free(r->expiry);
   ac__free(r->host);
   ac__free(r->unix_path);
   ac__free(r->username);
@@ -693,6 +840,7 @@ ac_backend_t *ac_redis_new(const ac_redis_options_t *o, int *err) {
   r->retry = ac_timer_new(r->sched, on_retry, r);
   r->connecting = ac_timer_new(r->sched, on_connect_timeout, r);
   r->flusher = ac_timer_new(r->sched, on_flush, r);
+  r->expiry = ac_timer_new(r->sched, on_expiry, r);
   if (r->prefix != NULL) {
     r->prefix_len = strlen(r->prefix);
     r->channel = ac__malloc(r->prefix_len + 11);
@@ -700,7 +848,7 @@ ac_backend_t *ac_redis_new(const ac_redis_options_t *o, int *err) {
     r->pattern = match_pattern(r->prefix);
   }
   if (r->host == NULL || r->prefix == NULL || r->channel == NULL || r->pattern == NULL ||
-      r->retry == NULL || r->connecting == NULL || r->flusher == NULL || (o->unix_path && !r->unix_path) ||
+      r->retry == NULL || r->connecting == NULL || r->flusher == NULL || r->expiry == NULL || (o->unix_path && !r->unix_path) ||
       (o->username && !r->username) || (o->password && !r->password)) {
     b_free(&r->base);
     return NULL;

@@ -78,6 +78,20 @@ describe("remote_cache (a Lua backend)", function()
     assert.equal(2, b:get_metrics().remote_misses) -- one lookup for the five
   end))
 
+  it("get_many without a batch loader reads the missing keys from the remote", h.in_run(function()
+    local shared = Shared()
+    local a = cache.AsyncCache{ remote_cache = shared }
+    local b = cache.AsyncCache{ remote_cache = shared }
+    for i = 1, 10 do a:set(i, "v" .. i) end
+    sleep(0.01)
+    b:set(1, "local")
+    local values, errors = b:get_many{ 1, 2, 3, 10, 11 }
+    assert.same({ [1] = "local", [2] = "v2", [3] = "v3", [10] = "v10" }, values)
+    assert.is_nil(errors)
+    assert.equal(3, b:get_metrics().remote_hits)
+    assert.equal(1, b:get_metrics().remote_misses)
+  end))
+
   it("outside a task, a get without a loader does not wait for the remote", function()
     local shared = Shared()
     local c = cache.AsyncCache{ remote_cache = shared }
