@@ -118,6 +118,10 @@ if(VALGRIND AND NOT AC_SANITIZE)
   foreach(host host_step host_uv)
     add_test(NAME valgrind.${host} COMMAND ${AC_VALGRIND} $<TARGET_FILE:${host}>)
   endforeach()
+  add_test(NAME valgrind.redis_two_instances
+           COMMAND bash ${CMAKE_SOURCE_DIR}/tools/with-redis.sh ${AC_VALGRIND}
+                   $<TARGET_FILE:acache> ${CMAKE_SOURCE_DIR}/examples/redis_two_instances.lua)
+  set_tests_properties(valgrind.redis_two_instances PROPERTIES TIMEOUT 300 LABELS valgrind)
   set_tests_properties(valgrind.quickstart valgrind.decorators valgrind.batching valgrind.custom_backend
     valgrind.host_step valgrind.host_uv PROPERTIES TIMEOUT 300 LABELS valgrind)
 endif()
