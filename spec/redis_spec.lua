@@ -221,6 +221,20 @@ describe("cache.RedisBackend", function()
     assert.equal("loaded too", d:get("l"))
   end))
 
+  it("keeps working when a full Redis refuses writes (OOM)", in_run(function()
+    local c = cache.AsyncCache{ remote_cache = backend() }
+    assert.is_true(wait_for(function() return up(c) end))
+    server:cli("CONFIG", "SET", "maxmemory-policy", "noeviction")
+    server:cli("CONFIG", "SET", "maxmemory", "1")
+    c:set("k", "v")
+    local ok = wait_for(function() return c:get_metrics().remote_errors >= 1 end)
+    server:cli("CONFIG", "SET", "maxmemory", "0")
+    assert.is_true(ok)
+    assert.matches("OOM", c:get_metrics().remote_last_error)
+    assert.equal("v", c:get("k"))
+    assert.equal("up", c:get_metrics().remote_state) -- an error reply is no lost connection
+  end))
+
   it("keeps unencodable values in L1 only", in_run(function()
     local c = cache.AsyncCache{ remote_cache = backend() }
     assert.is_true(wait_for(function() return up(c) end))
