@@ -37,15 +37,7 @@ local function in_new_process(code)
   return out
 end
 
--- Collects what reaches the error hook while fn runs.
-local function hook_messages(fn)
-  local got = {}
-  runtime.set_error_hook(function(err) got[#got + 1] = err end)
-  local ok, e = pcall(fn)
-  runtime.set_error_hook(nil)
-  assert(ok, e)
-  return got
-end
+local hook_messages = h.hook_messages
 
 describe("DiskBackend", function()
   local dir, path

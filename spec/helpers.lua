@@ -99,4 +99,18 @@ function h.error_of(fn, ...)
   return err
 end
 
+-- Collects what reaches the runtime's error hook: h.hook_messages()
+-- installs a hook and returns the list it fills (the spec removes the
+-- hook in its after_each); h.hook_messages(fn) does so while fn runs only,
+-- and raises what fn raises.
+function h.hook_messages(fn)
+  local got = {}
+  runtime.set_error_hook(function(err) got[#got + 1] = err end)
+  if fn == nil then return got end
+  local ok, e = pcall(fn)
+  runtime.set_error_hook(nil)
+  assert(ok, e)
+  return got
+end
+
 return h

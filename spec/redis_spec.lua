@@ -4,6 +4,7 @@
 local cache = require "cache"
 local runtime = require "cache.runtime"
 local server_mod = require "redis_server"
+local h = require "helpers"
 
 local sleep, spawn = runtime.sleep, runtime.spawn
 
@@ -54,11 +55,7 @@ local function in_run(fn)
   end
 end
 
-local function hook_messages()
-  local got = {}
-  runtime.set_error_hook(function(err) got[#got + 1] = err end)
-  return got
-end
+local hook_messages = h.hook_messages
 
 describe("cache.RedisBackend", function()
   setup(function() server = server_mod.start() end)

@@ -34,11 +34,7 @@ function Shared:clear()
   self.data = {}
 end
 
-local function hook_messages()
-  local got = {}
-  runtime.set_error_hook(function(err) got[#got + 1] = err end)
-  return got
-end
+local hook_messages = h.hook_messages
 
 describe("remote_cache (a Lua backend)", function()
   after_each(function() runtime.set_error_hook(nil) end)
