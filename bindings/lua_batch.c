@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "lcache.h"
+#include "lkey.h"
 
 /* The binding's part of a batch (ac_batch_data). */
 typedef struct lbatch {
@@ -254,6 +255,21 @@ static void on_batch_done(ltask *t, int st, int nres) {
  * the keys on it (they allocate); returns the task as a light userdata. */
 static int start_protected(lua_State *L) {
   lbatch *b = lua_touserdata(L, 1);
+  if ((size_t)b->n != ac_batch_size(b->batch)) {
+    /* The remote served some keys (they left the batch): the keys of the
+     * loads left, in their order, from the loads themselves. */
+    int n = (int)ac_batch_size(b->batch);
+    lua_createtable(L, n, 0);
+    for (int i = 0; i < n; i++) {
+      int tag;
+      size_t len;
+      const char *key = ac_load_key(ac_batch_load(b->batch, (size_t)i), &tag, &len);
+      ac__lkey_push(L, tag, key, len);
+      lua_rawseti(L, -2, i + 1);
+    }
+    lua_rawseti(L, LUA_REGISTRYINDEX, b->keys_ref);
+    b->n = n;
+  }
   ltask *t = ac__lsched_loader(b->c->ls, L);
   if (!lua_checkstack(t->co, 2)) {
     ac__lsched_release_loader(b->c->ls, t, LUA_OK);
@@ -279,7 +295,7 @@ void ac__lbatch_dispatch(void *ud, ac_batch_t *batch) {
   lbatch *b = ac_batch_data(batch);
   lua_State *L = ac__lsched_cbstate(c->ls);
   b->batch = batch;
-  if (ac_batch_closed(batch) || b->c == NULL || b->n == 0) {
+  if (ac_batch_closed(batch) || b->c == NULL || b->n == 0 || ac_batch_size(batch) == 0) {
     /* The cache closed first (its loads' waiters are released), or the
      * batch never got a key: nothing to run. */
     for (size_t i = 0; i < ac_batch_size(batch); i++)

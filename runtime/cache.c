@@ -77,7 +77,9 @@ struct ac_load_s {
   /* the owner's bytes follow, aligned, then the key */
 };
 
-enum { BATCH_COLLECTING = 1, BATCH_QUEUED, BATCH_DISPATCHED };
+/* A batch collects keys, is queued when due, asks the backend for its
+ * keys (when there is one: FETCHING), then is dispatched. */
+enum { BATCH_COLLECTING = 1, BATCH_QUEUED, BATCH_FETCHING, BATCH_DISPATCHED };
 
 struct ac_batch_s {
   ac_task_t due;       /* posted on the ready queue when due */
@@ -90,6 +92,7 @@ struct ac_batch_s {
   int closed;          /* dispatched by ac_cache_free */
   int timing_out;      /* its timeout is releasing the keys' waiters */
   int done;            /* ac_batch_done came from one of those waiters */
+  size_t fetching;     /* FETCHING: backend lookups not answered yet */
   ac_batch_t *next_collecting;
   ac_batch_t *prev, *next; /* c->batches */
 };
@@ -361,14 +364,82 @@ static void unlink_collecting(ac_batch_t *b) {
   b->next_collecting = NULL;
 }
 
-/* Runs in a pass of the ready queue. */
-static void on_batch_due(ac_task_t *t) {
-  ac_batch_t *b = t->data;
+static void dispatch_batch(ac_batch_t *b) {
   ac_cache_t *c = b->c;
   b->state = BATCH_DISPATCHED;
+  if (c->closed) b->closed = 1;
   c->st.batches++;
   c->st.batched_keys += b->n;
   c->ops.dispatch(c->ud, b);
+}
+
+/* Every lookup of a fetching batch has been answered: the loads the
+ * backend served (finished by the owner in ops.load) leave the batch, and
+ * what is left goes to the batch loader. */
+static void fetched_all(ac_batch_t *b) {
+  size_t kept = 0;
+  for (size_t i = 0; i < b->n; i++) {
+    ac_load_t *ld = b->loads[i];
+    if (ld->from_backend && ld->finished) free_load(ld);
+    else b->loads[kept++] = ld;
+  }
+  b->n = kept;
+  dispatch_batch(b);
+}
+
+static void on_batch_fetched(void *arg, int status, const char *bytes, size_t len,
+                             double ttl_left) {
+  ac_load_t *ld = arg;
+  ac_batch_t *b = ld->batch;
+  ac_cache_t *c = b->c;
+  if (status == 0 && !(ttl_left > 0)) status = AC_ENOENT;
+  if (status == 0 && ld->flight != NULL && !ld->stale && !c->closed) {
+    int is_new;
+    int64_t slot = ac_store_set(c->store, ld->tag, ld->key, ld->len,
+                                isinf(ttl_left) ? 0 : ttl_left, &is_new);
+    if (slot > 0 && c->ops.decode(c->ud, (uint32_t)slot, bytes, len) == 0) {
+      c->st.backend_hits++;
+      ld->stored = 1;
+      ld->from_backend = 1;
+      ld->slot = (uint32_t)slot;
+      close_flight(ld, 0);
+      c->ops.load(c->ud, ld, 1); /* the owner finishes it */
+    } else {
+      if (slot > 0) ac_store_delete(c->store, ld->tag, ld->key, ld->len);
+      c->st.backend_errors++;
+    }
+  } else if (status == AC_ENOENT) {
+    c->st.backend_misses++;
+  } else if (status != 0 && status != AC_ECANCELED) {
+    c->st.backend_errors++;
+  }
+  if (--b->fetching == 0) fetched_all(b);
+}
+
+/* Runs in a pass of the ready queue.  With a backend, the batch's keys
+ * are looked up there first (a Redis backend sends them as one MGET). */
+static void on_batch_due(ac_task_t *t) {
+  ac_batch_t *b = t->data;
+  ac_cache_t *c = b->c;
+  if (c->backend == NULL || c->closed) {
+    dispatch_batch(b);
+    return;
+  }
+  b->state = BATCH_FETCHING;
+  ac_batch_background(b); /* a backend that never answers holds nobody for ever */
+  b->fetching = 1; /* held until every lookup is sent */
+  for (size_t i = 0; i < b->n; i++) {
+    ac_load_t *ld = b->loads[i];
+    if (ld->flight == NULL) continue; /* timed out already */
+    char *k = backend_key(ld->tag, ld->key, ld->len);
+    if (k != NULL &&
+        c->backend->vt->get(c->backend, k, ld->len + 1, on_batch_fetched, ld) == 0)
+      b->fetching++;
+    else
+      c->st.backend_errors++; /* refused: the loader has it */
+    ac__free(k);
+  }
+  if (--b->fetching == 0) fetched_all(b);
 }
 
 static void make_due(ac_batch_t *b) {
@@ -603,6 +674,7 @@ void ac_cache_free(ac_cache_t *c) {
     next = b->next;
     ac_timer_stop(b->timer); /* its window or timeout has nothing left to do */
     if (b->state == BATCH_DISPATCHED) continue;
+    if (b->state == BATCH_FETCHING) continue; /* its last lookup dispatches it, closed */
     if (b->state == BATCH_QUEUED) ac_sched_cancel(c->sched, &b->due);
     if (b->state == BATCH_COLLECTING) unlink_collecting(b);
     b->state = BATCH_DISPATCHED;

@@ -88,6 +88,49 @@ describe("remote_cache (a Lua backend)", function()
     assert.equal(1, b:get_metrics().remote_misses)
   end))
 
+  it("a batch looks its keys up in the remote before the batch loader", h.in_run(function()
+    local shared = Shared()
+    local a = cache.AsyncCache{ remote_cache = shared }
+    for i = 1, 5 do a:set(i, "remote" .. i) end
+    sleep(0.01)
+    local batches = {}
+    local b = cache.AsyncCache{ remote_cache = shared, batch_loader = function(keys)
+      batches[#batches + 1] = table.concat(keys, ",")
+      local r = {}
+      for _, k in ipairs(keys) do r[k] = "loaded" .. k end
+      return r
+    end }
+    local got = {}
+    for i = 3, 8 do spawn(function() got[i] = b:get(i) end) end
+    local values = b:get_many{ 1, 2, 9 }
+    sleep(0.02)
+    assert.same({ [1] = "remote1", [2] = "remote2", [9] = "loaded9" }, values)
+    assert.same({ [3] = "remote3", [4] = "remote4", [5] = "remote5", [6] = "loaded6",
+                  [7] = "loaded7", [8] = "loaded8" }, got)
+    -- only the keys the remote did not have reached the batch loader
+    table.sort(batches)
+    local all = table.concat(batches, ";")
+    assert.is_nil(all:find("1", 1, true) and all:find("remote", 1, true))
+    for _, k in ipairs{ "6", "7", "8", "9" } do assert.truthy(all:find(k, 1, true)) end
+    for _, k in ipairs{ "1", "2", "3", "4", "5" } do assert.falsy(all:find(k, 1, true)) end
+  end))
+
+  it("a batch the remote serves whole never calls the batch loader", h.in_run(function()
+    local shared = Shared()
+    local a = cache.AsyncCache{ remote_cache = shared }
+    a:set("x", 1); a:set("y", 2)
+    sleep(0.01)
+    local calls = 0
+    local b = cache.AsyncCache{ remote_cache = shared, batch_loader = function()
+      calls = calls + 1
+      return {}
+    end }
+    local values = b:get_many{ "x", "y" }
+    assert.same({ x = 1, y = 2 }, values)
+    assert.equal(0, calls)
+    assert.equal(0, b:get_metrics().in_flight)
+  end))
+
   it("outside a task, a get without a loader does not wait for the remote", function()
     local shared = Shared()
     local c = cache.AsyncCache{ remote_cache = shared }
