@@ -78,6 +78,7 @@ __attribute__((noinline)) static int append_slow(ac_codec_writer_t *w, const cha
  * (fail_writer), so err is checked on the slow path only. */
 __attribute__((always_inline)) static inline int append(void *data, const char *buf, size_t n) {
   ac_codec_writer_t *w = data;
+  if (n == 0) return 0; /* an empty string's body: nothing (and maybe no buffer) */
   if (n <= w->cap - w->len) {
     memcpy(w->data + w->len, buf, n);
     w->len += n;
