@@ -192,5 +192,7 @@ void ac__lcache_open(lua_State *L);
 void ac__lbackup_open(lua_State *L);
 /* Registers "ac.memo" and pushes memoize(cache, fn, skip_args). */
 void ac__lmemo_open(lua_State *L);
+/* core.args_key(...) (lua_memo.c): the encoded argument list, a string. */
+int ac__lmemo_args_key(lua_State *L);
 
 #endif

@@ -25,6 +25,7 @@ struct lsched {
    * thread and its struct, pooled loader threads included. */
   int tasks_ref;
   int hook_ref;    /* the error hook, or LUA_NOREF */
+  int ctx_ref;     /* the context of code outside any task, or LUA_NOREF */
   ltask *current;  /* task being resumed, innermost */
   int in_run;      /* runtime.run is driving the loop */
   int in_pass;     /* a pass of the ready queue is running */

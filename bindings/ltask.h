@@ -37,6 +37,11 @@ struct ltask {
    * flight or runs its loader inline (an lload; see lcache.h): lets a
    * load that would wait for itself be refused.  Cleared on wake. */
   void *waiting;
+  /* Registry reference of the task's context value (core.runtime.context),
+   * or LUA_NOREF.  A spawned task starts with the context of the task that
+   * spawned it; loader threads start without one.  Released when the task
+   * is forgotten or its thread goes back to the pool. */
+  int ctx_ref;
 };
 
 /* Pops a function and its nargs arguments (pushed in that order) from L
@@ -77,5 +82,8 @@ void ac__lsched_wake(ltask *t, lresult *res);
 
 /* The task being resumed right now (innermost), or NULL. */
 ltask *ac__lsched_current(lsched *ls);
+/* Where the context of the running code is kept: the current task's
+ * ctx_ref, or the state's (code outside any task). */
+int *ac__lsched_context(lsched *ls);
 
 #endif

@@ -4,6 +4,7 @@
  *   core.cache_methods   the method table of ac.cache (cache.lua extends it)
  *   core.memoize(cache, fn, skip_args) -> ac.memo (decorated function)
  *   core.is_memo(x), core.memo_methods
+ *   core.args_key(...) -> the key of a decorated call with these arguments
  *   core.runtime         run, spawn, sleep, now, event, fake_clock,
  *                        set_error_hook, can_wait
  *   core.codec           encode(v) -> bytes | nil, err; decode(bytes) -> v | nil, err
@@ -20,7 +21,7 @@
 AC_EXPORT int luaopen_cache_core(lua_State *L);
 
 int luaopen_cache_core(lua_State *L) {
-  lua_createtable(L, 0, 8);
+  lua_createtable(L, 0, 9);
   ac__lcache_open(L);
   lua_setfield(L, -2, "new_cache");
   luaL_getmetatable(L, "ac.cache");
@@ -34,6 +35,8 @@ int luaopen_cache_core(lua_State *L) {
   lua_getfield(L, -1, "methods");
   lua_setfield(L, -3, "memo_methods");
   lua_pop(L, 1);
+  lua_pushcfunction(L, ac__lmemo_args_key);
+  lua_setfield(L, -2, "args_key");
   luaopen_cache_runtime_core(L);
   lua_setfield(L, -2, "runtime");
   ac__lbackup_open(L);

@@ -183,6 +183,24 @@ static int memoize(lua_State *L) {
   return 1;
 }
 
+/* args_key(...): the key a decorated function without skip_args gives
+ * these arguments (largs.h), as a binary string, for Lua code that keys
+ * calls the way decorated functions do (agent_cache: its tools' cache keys
+ * and call histories).  A second result, true, says an argument was keyed
+ * by identity: the caller must keep it alive while the key is in use, or
+ * another object could get its address and its key. */
+int ac__lmemo_args_key(lua_State *L) {
+  int top = lua_gettop(L);
+  largs k;
+  ac__largs_init(L, &k);
+  ac__largs_encode(&k, 1, top);
+  ac__largs_pin(&k); /* a long key: a copy on the stack, so the push may raise */
+  lua_pushlstring(L, k.p, k.n);
+  if (!k.identity) return 1;
+  lua_pushboolean(L, 1);
+  return 2;
+}
+
 /* is_memo(x): is x a decorated function? */
 static int is_memo(lua_State *L) {
   lua_pushboolean(L, luaL_testudata(L, 1, MEMO_MT) != NULL);

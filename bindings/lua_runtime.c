@@ -1,6 +1,7 @@
 /* The Lua API of the runtime, core.runtime (lua/cache/runtime.lua
  * re-exports it): run, spawn, sleep, now, event, fake_clock,
- * set_error_hook, can_wait.
+ * set_error_hook, can_wait; and, for the modules only, report, context and
+ * set_context.
  *
  * runtime.run drives the loop from outside any task until its function's
  * task has finished; when the loop has nothing left that could wake that
@@ -159,6 +160,27 @@ static int l_report(lua_State *L) {
   return 0;
 }
 
+/* context(): the context value of the running task (of the code outside
+ * any task, outside them), or nil.  set_context(v): replaces it (nil
+ * clears it); tasks spawned from then on start with v, those spawned
+ * before keep theirs.  Internal: agent_cache keeps the current session
+ * there, which is how a session follows the coroutines spawned in it. */
+static int l_context(lua_State *L) {
+  int ref = *ac__lsched_context(ac__lsched_get(L));
+  if (ref == LUA_NOREF) lua_pushnil(L);
+  else lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+  return 1;
+}
+
+static int l_set_context(lua_State *L) {
+  lua_settop(L, 1);
+  int *ref = ac__lsched_context(ac__lsched_get(L));
+  int next = lua_isnil(L, 1) ? LUA_NOREF : luaL_ref(L, LUA_REGISTRYINDEX);
+  luaL_unref(L, LUA_REGISTRYINDEX, *ref);
+  *ref = next;
+  return 0;
+}
+
 int luaopen_cache_runtime_core(lua_State *L) {
   static const luaL_Reg funcs[] = {
       {"run", l_run},         {"spawn", l_spawn},
@@ -166,6 +188,7 @@ int luaopen_cache_runtime_core(lua_State *L) {
       {"event", ac__levent_new},  {"fake_clock", ac__lclock_fake},
       {"set_error_hook", l_set_error_hook},
       {"can_wait", l_can_wait}, {"report", l_report},
+      {"context", l_context}, {"set_context", l_set_context},
       {NULL, NULL}};
   ac__levent_register(L);
   ac__lclock_register(L);

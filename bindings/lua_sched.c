@@ -61,6 +61,7 @@ lsched *ac__lsched_install(lua_State *L, ac_sched_t *sched, int owns_sched) {
   lua_newtable(L);
   ls->tasks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   ls->hook_ref = LUA_NOREF;
+  ls->ctx_ref = LUA_NOREF;
   ac_sched_set_pass(sched, ac__lsched_pass, ls);
   return ls;
 }

@@ -48,12 +48,15 @@ static ltask *new_task(lsched *ls, lua_State *L, int kind) {
   t->ls = ls;
   t->co = co;
   t->kind = kind;
+  t->ctx_ref = LUA_NOREF;
   lua_rawset(L, -3);
   lua_pop(L, 1);
   return t;
 }
 
 void ac__lsched_forget(lsched *ls, lua_State *L, ltask *t) {
+  luaL_unref(L, LUA_REGISTRYINDEX, t->ctx_ref);
+  t->ctx_ref = LUA_NOREF;
   lua_rawgeti(L, LUA_REGISTRYINDEX, ls->tasks_ref);
   lua_pushthread(t->co);
   lua_xmove(t->co, L, 1);
@@ -68,6 +71,13 @@ ltask *ac__lsched_spawn(lua_State *L, int kind, int nargs) {
   if (!lua_checkstack(t->co, nargs + 1)) { /* xmove does not grow it */
     ac__lsched_forget(ls, L, t);
     luaL_error(L, "too many arguments");
+  }
+  /* The spawner's context, inherited.  If luaL_ref runs out of memory the
+   * task stays an empty thread that never runs, freed with the state. */
+  int parent = *ac__lsched_context(ls);
+  if (parent != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, parent);
+    t->ctx_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
   lua_xmove(L, t->co, nargs + 1);
   t->nargs = nargs;
@@ -130,6 +140,9 @@ int ac__lsched_can_wait(lua_State *L) { return ac__lsched_task_of(ac__lsched_get
 void ac__lsched_release_loader(lsched *ls, ltask *t, int status) {
   t->done = NULL;
   t->done_ud = NULL;
+  /* A pooled thread serves unrelated loads next: no context carries over. */
+  luaL_unref(ls->cbL, LUA_REGISTRYINDEX, t->ctx_ref);
+  t->ctx_ref = LUA_NOREF;
   if (status == LUA_OK && ls->npool < LSCHED_POOL_MAX) {
     lua_settop(t->co, 0);
     ls->pool[ls->npool++] = t;
@@ -211,3 +224,7 @@ void ac__lsched_wake(ltask *t, lresult *res) {
 }
 
 ltask *ac__lsched_current(lsched *ls) { return ls->current; }
+
+int *ac__lsched_context(lsched *ls) {
+  return ls->current != NULL ? &ls->current->ctx_ref : &ls->ctx_ref;
+}

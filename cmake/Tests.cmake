@@ -253,3 +253,33 @@ add_test(NAME docs.links
 add_test(NAME docs.api
          COMMAND acache ${CMAKE_SOURCE_DIR}/tools/docs-api.lua ${CMAKE_SOURCE_DIR})
 set_tests_properties(docs.links docs.api PROPERTIES TIMEOUT 60 LABELS "example;docs")
+
+# The agent_cache examples (examples/agent/): the seed's five use cases
+# against in-process fake APIs, and a rule loaded from a directory with
+# --load.  Each checks what the script prints (one regular expression: no
+# ";" in it, which would make it a list of alternatives); an error
+# reaching the default hook ("async-cache: ...") fails it too.
+function(ac_agent_example name expected)
+  add_test(NAME example.agent.${name} COMMAND acache ${ARGN}
+           ${CMAKE_SOURCE_DIR}/examples/agent/${name}.lua)
+  set_tests_properties(example.agent.${name} PROPERTIES TIMEOUT 60 LABELS example
+    PASS_REGULAR_EXPRESSION "${expected}" FAIL_REGULAR_EXPRESSION "async-cache: ")
+endfunction()
+ac_agent_example(shopping_cart
+  "API calls: get_cart 3, get_product 1, add_to_cart 1, checkout 1\nsession: hits 2, misses 4, invalidations 2")
+ac_agent_example(support_tickets
+  "agent-A sees T-100 in_progress \\(hits 1, misses 2, invalidations 1\\), API gets so far: 2\nagent-B sees T-100 in_progress \\(misses 1\\), API gets so far: 3\nagent-C: hits 1, misses 1. agent-D: hits 0, misses 2, invalidations 1. API gets: 3")
+ac_agent_example(research_search
+  "3 searches, 1 search API call, 2 page fetches\nfalse\ttrue\trepeats\tsearch_web\n.*search API calls: 1. session: calls 6, hits 2, misses 3, loop_detections 1")
+ac_agent_example(inventory_oscillation
+  "false\tcycle\tupdate_stock\nAgentLoopDetectedError: Cycle detected: check_stock -> update_stock\ninventory API: get_stock 2, adjust 1. stock now 9")
+ac_agent_example(payment_retry
+  "attempt 3: PaymentError: gateway timeout, retrying\nattempt 4: Tool charge_payment called 4 times with the same arguments \\(max_tool_repeats = 3\\)\nstopped by AgentLoopDetectedError \\(kind repeats, tool charge_payment\\). payment API calls: 3")
+ac_agent_example(payment_budget
+  "order 3: stopped: Payment budget exceeded: 299.97 charged in session shopper-1 \\(max_amount = 250.00\\) \\(kind payment_budget\\)\npayment API calls: 2, loop_detections: 1\n.*payment API calls in all: 3"
+  --load ${CMAKE_SOURCE_DIR}/examples/agent/rules)
+if(VALGRIND AND NOT AC_SANITIZE)
+  add_test(NAME valgrind.agent_support_tickets
+           COMMAND ${AC_VALGRIND} $<TARGET_FILE:acache> ${CMAKE_SOURCE_DIR}/examples/agent/support_tickets.lua)
+  set_tests_properties(valgrind.agent_support_tickets PROPERTIES TIMEOUT 300 LABELS valgrind)
+endif()

@@ -3,15 +3,18 @@
 --   acache tools/docs-api.lua SOURCE_DIR [--list]
 --
 -- The list is derived from the code, never kept by hand:
---   - every key of require "cache" and of require "cache.runtime"
---     (mentioned as cache.NAME, runtime.NAME);
---   - every method of an AsyncCache, of a decorated function and of an
---     event (mentioned as :NAME);
+--   - every key of require "cache", of require "cache.runtime" and of
+--     require "agent_cache" (mentioned as cache.NAME, runtime.NAME,
+--     agent.NAME);
+--   - every method of an AsyncCache, of a decorated function, of an
+--     event, of an agent session, read tool and write tool (mentioned as
+--     :NAME);
 --   - every AC_EXPORT function of bindings/include/ac_lua.h (by name);
 --   - every option of the constructors (the *_OPTIONS tables of
---     lua/cache/*.lua) and of the methods that take an options table (as
---     their "unknown option" errors list them): each must be a row of a
---     table in docs/guide.md (a line starting with "| `name`").
+--     lua/cache/*.lua and lua/agent_cache/*.lua) and of the methods that
+--     take an options table (as their "unknown option" errors list them):
+--     each must be a row of a table in docs/guide.md, or docs/agent.md for
+--     agent_cache's (a line starting with "| `name`").
 -- A name is mentioned when some docs/*.md page has it outside a word
 -- (cache.get does not count for cache.get_many).  --list prints the list.
 local src = assert(arg[1], "usage: acache docs-api.lua SOURCE_DIR [--list]")
@@ -19,6 +22,7 @@ local list_only = arg[2] == "--list"
 
 local cache = require "cache"
 local runtime = require "cache.runtime"
+local agent = require "agent_cache"
 
 local function read(path)
   local f = assert(io.open(path, "rb"))
@@ -39,11 +43,19 @@ local function add(text, what) names[#names + 1] = { text = text, what = what } 
 
 for _, k in ipairs(sorted_keys(cache)) do add("cache." .. k, "key of require \"cache\"") end
 for _, k in ipairs(sorted_keys(runtime)) do add("runtime." .. k, "key of require \"cache.runtime\"") end
+for _, k in ipairs(sorted_keys(agent)) do add("agent." .. k, "key of require \"agent_cache\"") end
+add("agent.AgentLoopDetectedError.is", "function of agent.AgentLoopDetectedError")
 
 local c = cache.AsyncCache{}
 local memo = cache.AsyncLRU{}(function() end)
 local ev = runtime.event()
-for label, obj in pairs{ ["AsyncCache"] = c, ["decorated function"] = memo, ["event"] = ev } do
+local session = agent.AgentCacheSession{}
+session:close()
+local read_tool = agent.AgentCache{}(function() end)
+local write_tool = agent.AgentCacheInvalidator{ resource = "r" }(function() end)
+for label, obj in pairs{ ["AsyncCache"] = c, ["decorated function"] = memo, ["event"] = ev,
+                         ["agent session"] = session, ["agent read tool"] = read_tool,
+                         ["agent write tool"] = write_tool } do
   local methods = getmetatable(obj).__index
   for _, m in ipairs(sorted_keys(methods)) do add(":" .. m, label .. " method") end
 end
@@ -64,13 +76,18 @@ local SOURCES = {
   { file = "lua/cache/decorators.lua", var = "LRU_OPTIONS", who = "cache.AsyncLRU" },
   { file = "lua/cache/decorators.lua", var = "TTL_OPTIONS", who = "cache.AsyncTTL" },
   { file = "lua/cache/invalidators.lua", var = "OPTIONS", who = "invalidators" },
+  { file = "lua/agent_cache/tool.lua", var = "READ_OPTIONS", who = "agent.AgentCache", page = "docs/agent.md" },
+  { file = "lua/agent_cache/invalidator.lua", var = "WRITE_OPTIONS", who = "agent.AgentCacheInvalidator",
+    page = "docs/agent.md" },
+  { file = "lua/agent_cache/session.lua", var = "SESSION_OPTIONS", who = "agent.AgentCacheSession",
+    page = "docs/agent.md" },
 }
 for _, s in ipairs(SOURCES) do
   local text = read(src .. "/" .. s.file)
   local body = text:match("local " .. s.var .. "%s*=%s*(%b{})")
   assert(body, ("%s: no table %s (update tools/docs-api.lua)"):format(s.file, s.var))
   for k in body:gmatch("([%a_][%w_]*)%s*=%s*true") do
-    options[#options + 1] = { name = k, who = s.who }
+    options[#options + 1] = { name = k, who = s.who, page = s.page }
   end
 end
 -- ... and the per-call options, as the methods' errors list them.
@@ -117,12 +134,14 @@ for _, n in ipairs(names) do
   end
 end
 
-local guide = read(src .. "/docs/guide.md")
+local pages = {}
 for _, o in ipairs(options) do
+  local page = o.page or "docs/guide.md"
+  pages[page] = pages[page] or read(src .. "/" .. page)
   local row = "\n|%s*`" .. escape(o.name) .. "`"
-  if not guide:find(row) then
+  if not pages[page]:find(row) then
     missing = missing + 1
-    io.stderr:write(("MISSING option %s of %s: no table row for it in docs/guide.md\n"):format(o.name, o.who))
+    io.stderr:write(("MISSING option %s of %s: no table row for it in %s\n"):format(o.name, o.who, page))
   end
 end
 

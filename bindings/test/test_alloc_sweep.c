@@ -102,8 +102,9 @@ static void run_chunk(lua_State *L, const char *code, const char *what) {
 }
 
 /* Sweeps the failing allocation along `op`, a chunk whose body runs under
- * runtime.run. */
-static void sweep(const char *op) {
+ * runtime.run, after `setup` (may be NULL) has run with nothing failing;
+ * `check` (may be NULL) runs after CHECK. */
+static void sweep_with(const char *setup, const char *op, const char *check) {
   install_counting_allocator();
   char wrapped[4096];
   snprintf(wrapped, sizeof wrapped,
@@ -118,6 +119,7 @@ static void sweep(const char *op) {
     current_n = n;
     lua_State *L = new_state();
     run_chunk(L, PRELUDE, "the prelude");
+    if (setup != NULL) run_chunk(L, setup, "the setup");
     fail_burst(n, BURST);
     int st = luaL_dostring(L, wrapped);
     long reached = alloc_calls;
@@ -137,6 +139,7 @@ static void sweep(const char *op) {
     }
     lua_gc(L, LUA_GCCOLLECT);
     run_chunk(L, CHECK, "the check after a failed allocation");
+    if (check != NULL) run_chunk(L, check, "the case's check after a failed allocation");
     lua_close(L);
     if (live_blocks != 0) {
       fprintf(stderr, "allocation %ld: %ld blocks leaked\n", n, live_blocks);
@@ -149,6 +152,8 @@ static void sweep(const char *op) {
   restore_allocator();
   printf("swept %ld allocations\n", n - 1);
 }
+
+static void sweep(const char *op) { sweep_with(NULL, op, NULL); }
 
 TEST(get_hit) { sweep("assert(c:get('hot') == 'v')"); }
 
@@ -224,4 +229,39 @@ TEST(remote_read_and_write) {
         "runtime.sleep(0)\n"
         "local b = cache.AsyncCache{ remote_cache = r }\n"
         "return b:get('k', function() return 2 end), b:get('m', function() return 3 end)");
+}
+
+/* A spawned task inherits its spawner's context (core.runtime.context);
+ * argument keys as strings, short and long (a boxed key).  Nothing waits
+ * for the spawned task: one that could not start must not hang the case. */
+TEST(task_context_and_args_key) {
+  sweep("local core = require 'cache.core'\n"
+        "core.runtime.set_context({ 'parent' })\n"
+        "runtime.spawn(function()\n"
+        "  assert(core.runtime.context()[1] == 'parent')\n"
+        "  core.runtime.set_context('child')\n"
+        "end)\n"
+        "runtime.sleep(0)\n"
+        "core.runtime.set_context(nil)\n"
+        "return core.args_key(1, 'x', { a = 1 }), core.args_key(string.rep('x', 300), print)");
+}
+
+/* agent_cache over the binding: a session, cached reads (a miss that
+ * waits, a hit, a table argument), an invalidation, loop detection
+ * stopping a call.  Afterwards no session is current and the tools work. */
+TEST(agent_session) {
+  sweep_with("agent = require 'agent_cache'\n"
+             "get = agent.AgentCache{ resource = 'r', name = 'get', load_timeout = math.huge }(\n"
+             "  function(x) runtime.sleep(0); return x end)\n"
+             "put = agent.AgentCacheInvalidator{ resource = 'r', name = 'put' }(function(x) return x end)\n",
+             "local s <close> = agent.AgentCacheSession{ max_tool_repeats = 2 }\n"
+             "get(1); get(1); put(1); get({ a = 1 })\n"
+             "return pcall(get, 1)",
+             "assert(agent.current_session() == nil, 'a session is still current')\n"
+             "runtime.run(function()\n"
+             "  agent.AgentCacheSession{}:run(function(s)\n"
+             "    assert(get(5) == 5 and get(5) == 5)\n"
+             "    assert(s:get_metrics().hits == 1)\n"
+             "  end)\n"
+             "end)\n");
 }
