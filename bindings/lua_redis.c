@@ -17,10 +17,18 @@ static void on_invalidated(void *ud, const char *key, size_t len) {
   else if (len >= 1) ac_cache_forget(c->cache, (unsigned char)key[0], key + 1, len - 1);
 }
 
+/* The report runs in a task of its own, later: the error hook may close
+ * the cache, which frees the backend, and must not do so from inside the
+ * backend's own code (which called on_event and goes on after it). */
+static int report_task(lua_State *L) {
+  ac__lsched_report(ac__lsched_get(L), L, NULL);
+  return 0;
+}
+
 static int report_protected(lua_State *L) {
-  lcache *c = lua_touserdata(L, 1);
-  lua_pushstring(L, lua_touserdata(L, 2));
-  ac__lsched_report(c->ls, L, NULL);
+  lua_pushcfunction(L, report_task);
+  lua_pushstring(L, lua_touserdata(L, 1));
+  ac__lsched_spawn(L, TASK_SPAWN, 1);
   return 0;
 }
 
@@ -36,9 +44,8 @@ static void on_event(void *ud, const char *msg) {
   lua_State *L = ac__lsched_cbstate(c->ls);
   if (!lua_checkstack(L, 4)) return;
   lua_pushcfunction(L, report_protected);
-  lua_pushlightuserdata(L, c);
   lua_pushlightuserdata(L, (void *)msg);
-  if (lua_pcall(L, 2, 0, 0) != LUA_OK) lua_pop(L, 1);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);
 }
 
 static const char *opt_string(lua_State *L, int idx, const char *name) {

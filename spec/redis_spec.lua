@@ -329,6 +329,13 @@ describe("cache.RedisBackend", function()
     assert.equal("v", c:get("k"))
   end))
 
+  it("survives an error hook that closes the cache when Redis is unreachable", in_run(function()
+    local c = cache.AsyncCache{ remote_cache = cache.RedisBackend{ port = server.port + 1,
+                                                                   connect_timeout = 0.05 } }
+    runtime.set_error_hook(function() c:close() end)
+    assert.is_true(wait_for(function() return c:is_closed() end))
+  end))
+
   it("works for decorated functions", in_run(function()
     local b = backend()
     local calls = 0
