@@ -259,6 +259,7 @@ static int start_protected(lua_State *L) {
     /* The remote served some keys (they left the batch): the keys of the
      * loads left, in their order, from the loads themselves. */
     int n = (int)ac_batch_size(b->batch);
+    b->n = n; /* first: what follows may raise, and then n keys fail */
     lua_createtable(L, n, 0);
     for (int i = 0; i < n; i++) {
       int tag;
@@ -268,7 +269,6 @@ static int start_protected(lua_State *L) {
       lua_rawseti(L, -2, i + 1);
     }
     lua_rawseti(L, LUA_REGISTRYINDEX, b->keys_ref);
-    b->n = n;
   }
   ltask *t = ac__lsched_loader(b->c->ls, L);
   if (!lua_checkstack(t->co, 2)) {

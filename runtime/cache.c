@@ -373,9 +373,12 @@ static void dispatch_batch(ac_batch_t *b) {
   c->ops.dispatch(c->ud, b);
 }
 
+static void on_batch_fetched_due(ac_task_t *t) { dispatch_batch(t->data); }
+
 /* Every lookup of a fetching batch has been answered: the loads the
  * backend served (finished by the owner in ops.load) leave the batch, and
- * what is left goes to the batch loader. */
+ * what is left goes to the batch loader, from a pass of the ready queue
+ * (never from inside the backend's callback: the loader is user code). */
 static void fetched_all(ac_batch_t *b) {
   size_t kept = 0;
   for (size_t i = 0; i < b->n; i++) {
@@ -384,7 +387,8 @@ static void fetched_all(ac_batch_t *b) {
     else b->loads[kept++] = ld;
   }
   b->n = kept;
-  dispatch_batch(b);
+  b->due.fn = on_batch_fetched_due;
+  ac_sched_post(b->c->sched, &b->due);
 }
 
 static void on_batch_fetched(void *arg, int status, const char *bytes, size_t len,

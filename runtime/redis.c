@@ -39,7 +39,7 @@
 
 #define BACKOFF_FIRST 0.1
 #define BACKOFF_MAX 5.0
-#define TIMEOUTS_TO_OPEN 3 /* commands in a row timing out close the circuit */
+#define TIMEOUTS_TO_OPEN 3 /* timeouts in a row (each a burst of commands) open the circuit */
 #define VALUE_HEAD 9       /* "A" + 8 bytes of expiry */
 #define SCAN_COUNT "1000"
 #define WINDOW 1024 /* sets in flight at most; the others wait queued */
@@ -383,11 +383,14 @@ static void on_expiry(ac_timer_t *t, void *data) {
   (void)t;
   ac_redis_t *r = data;
   double now = ac_sched_now(r->sched);
+  /* The requests timing out together (the keys of one MGET, a pipelined
+   * burst) count as one timeout toward opening the circuit. */
+  if (r->waiting != NULL && r->waiting->deadline <= now) r->timeouts_in_row++;
   while (r->waiting != NULL && r->waiting->deadline <= now) {
     req *q = r->waiting;
     r->st.timeouts++;
     deliver(q, AC_ETIMEDOUT, NULL, 0, 0);
-    if (++r->timeouts_in_row >= TIMEOUTS_TO_OPEN && r->st.state == AC_REDIS_UP) {
+    if (r->timeouts_in_row >= TIMEOUTS_TO_OPEN && r->st.state == AC_REDIS_UP) {
       char why[160];
       snprintf(why, sizeof why, "%d commands in a row timed out (command_timeout %g s)",
                TIMEOUTS_TO_OPEN, r->command_timeout);
@@ -548,8 +551,11 @@ static int b_get(ac_backend_t *b, const char *key, size_t len, ac_backend_get_cb
 
 /* Sends the queued gets; a get that cannot be sent fails (AC_EIO) now. */
 static void flush_gets(ac_redis_t *r) {
+  /* Taken out first: a callback below may queue new gets. */
+  pending_get *gets = r->gets;
   size_t n = r->ngets;
-  r->ngets = 0;
+  r->gets = NULL;
+  r->ngets = r->capgets = 0;
   for (size_t at = 0; at < n; at += MGET_MAX) {
     size_t k = n - at < MGET_MAX ? n - at : MGET_MAX;
     mget *m = ac__malloc(sizeof *m + k * sizeof m->reqs[0]);
@@ -561,42 +567,50 @@ static void flush_gets(ac_redis_t *r) {
       argv[0] = "MGET";
       argl[0] = 4;
       for (size_t i = 0; i < k; i++) {
-        m->reqs[i] = r->gets[at + i].q;
-        argv[i + 1] = r->gets[at + i].key;
-        argl[i + 1] = r->gets[at + i].klen;
+        m->reqs[i] = gets[at + i].q;
+        argv[i + 1] = gets[at + i].key;
+        argl[i + 1] = gets[at + i].klen;
       }
       sent = redisAsyncCommandArgv(r->cmd, on_mget, m, (int)k + 1, argv, argl) == REDIS_OK;
     }
     if (!sent) {
       ac__free(m);
       for (size_t i = 0; i < k; i++) {
-        deliver(r->gets[at + i].q, AC_EIO, NULL, 0, 0);
-        free_req(r->gets[at + i].q);
+        deliver(gets[at + i].q, AC_EIO, NULL, 0, 0);
+        free_req(gets[at + i].q);
       }
     }
-    for (size_t i = 0; i < k; i++) ac__free(r->gets[at + i].key);
+    for (size_t i = 0; i < k; i++) ac__free(gets[at + i].key);
     ac__free(argv);
     ac__free(argl);
   }
+  ac__free(gets);
 }
 
 static void fail_gets(ac_redis_t *r, int status) {
+  pending_get *gets = r->gets; /* taken out: callbacks may queue more */
   size_t n = r->ngets;
-  r->ngets = 0;
+  r->gets = NULL;
+  r->ngets = r->capgets = 0;
   for (size_t i = 0; i < n; i++) {
-    deliver(r->gets[i].q, status, NULL, 0, 0);
-    free_req(r->gets[i].q);
-    ac__free(r->gets[i].key);
+    deliver(gets[i].q, status, NULL, 0, 0);
+    free_req(gets[i].q);
+    ac__free(gets[i].key);
   }
+  ac__free(gets);
 }
 
 static void on_flush(ac_timer_t *t, void *data) {
   (void)t;
   ac_redis_t *r = data;
-  /* The sets first: a get of this turn then reads what this instance has
-   * just written. */
-  flush_sets(r, 0);
-  if (r->ngets) flush_gets(r);
+  /* With gets to send, every queued set goes first (past the window): a
+   * get then reads what this instance has written. */
+  if (r->ngets) {
+    flush_sets(r, 1);
+    flush_gets(r);
+  } else {
+    flush_sets(r, 0);
+  }
 }
 
 /* Sends queued sets, in order, each with its request and its message:

@@ -336,6 +336,29 @@ describe("cache.RedisBackend", function()
     assert.is_true(wait_for(function() return c:is_closed() end))
   end))
 
+  it("lets a batch loader close its cache", in_run(function()
+    local c
+    c = cache.AsyncCache{ remote_cache = backend(), batch_loader = function(keys)
+      c:close()
+      local r = {}
+      for _, k in ipairs(keys) do r[k] = k end
+      return r
+    end }
+    assert.is_true(wait_for(function() return up(c) end))
+    assert.is_true(pcall(c.get_many, c, { 1, 2, 3 }))
+    assert.is_true(c:is_closed())
+  end))
+
+  it("reads its own writes, also past the window of sets in flight", in_run(function()
+    local c = cache.AsyncCache{ maxsize = 2, remote_cache = backend() }
+    assert.is_true(wait_for(function() return up(c) end))
+    c:set("k", "v0")
+    sleep(0.05)
+    for i = 1, 1100 do c:set(i, i) end
+    c:set("k", "v1"); c:set("a", 1); c:set("b", 2) -- k leaves L1
+    assert.equal("v1", c:get("k", function() return "loaded" end))
+  end))
+
   it("works for decorated functions", in_run(function()
     local b = backend()
     local calls = 0
