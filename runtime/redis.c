@@ -707,6 +707,7 @@ static int b_del(ac_backend_t *b, const char *key, size_t len, ac_backend_done_c
       publish(r, 'k', key, len);
     } else {
       free_req(q);
+      rc = AC_EIO; /* refused by hiredis, not out of our memory */
     }
   }
   if (k != buf) ac__free(k);
