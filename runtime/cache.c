@@ -253,11 +253,14 @@ int ac_load_begin(ac_load_t *ld) {
   return AC_JOIN;
 }
 
-static void on_backend_get(void *arg, int status, const char *bytes,
-                           size_t len, double ttl_left) {
-  ac_load_t *ld = arg;
+/* A backend's answer for the key of an open load: a value is stored (with
+ * the time it has left), handed to the waiters, and the owner told to
+ * finish the load (ops.load, found): returns 1.  Otherwise 0, counted: a
+ * miss, a failure, or bytes that do not decode (loaded afresh).  A
+ * cancelled lookup counts as a failure when count_cancel. */
+static int serve_from_backend(ac_load_t *ld, int status, const char *bytes, size_t len,
+                              double ttl_left, int count_cancel) {
   ac_cache_t *c = ld->c;
-  ld->state = LOAD_LEADING;
   /* No time left is expired (a TTL of 0 would store it for ever). */
   if (status == 0 && !(ttl_left > 0)) status = AC_ENOENT;
   if (status == 0 && ld->flight != NULL && !ld->stale && !c->closed) {
@@ -272,16 +275,24 @@ static void on_backend_get(void *arg, int status, const char *bytes,
       /* The waiters get the value now; the owner finishes the load. */
       close_flight(ld, 0);
       c->ops.load(c->ud, ld, 1);
-      return;
+      return 1;
     }
     if (slot > 0) ac_store_delete(c->store, ld->tag, ld->key, ld->len);
     c->st.backend_errors++; /* corrupt bytes: load it afresh */
   } else if (status == AC_ENOENT) {
     c->st.backend_misses++;
-  } else if (status != 0) {
+  } else if (status != 0 && (count_cancel || status != AC_ECANCELED)) {
     c->st.backend_errors++;
   }
-  c->ops.load(c->ud, ld, 0);
+  return 0;
+}
+
+static void on_backend_get(void *arg, int status, const char *bytes,
+                           size_t len, double ttl_left) {
+  ac_load_t *ld = arg;
+  ld->state = LOAD_LEADING;
+  if (!serve_from_backend(ld, status, bytes, len, ttl_left, 1))
+    ld->c->ops.load(ld->c->ud, ld, 0); /* the loader runs */
 }
 
 void ac_load_background(ac_load_t *ld) {
@@ -395,28 +406,8 @@ static void on_batch_fetched(void *arg, int status, const char *bytes, size_t le
                              double ttl_left) {
   ac_load_t *ld = arg;
   ac_batch_t *b = ld->batch;
-  ac_cache_t *c = b->c;
-  if (status == 0 && !(ttl_left > 0)) status = AC_ENOENT;
-  if (status == 0 && ld->flight != NULL && !ld->stale && !c->closed) {
-    int is_new;
-    int64_t slot = ac_store_set(c->store, ld->tag, ld->key, ld->len,
-                                isinf(ttl_left) ? 0 : ttl_left, &is_new);
-    if (slot > 0 && c->ops.decode(c->ud, (uint32_t)slot, bytes, len) == 0) {
-      c->st.backend_hits++;
-      ld->stored = 1;
-      ld->from_backend = 1;
-      ld->slot = (uint32_t)slot;
-      close_flight(ld, 0);
-      c->ops.load(c->ud, ld, 1); /* the owner finishes it */
-    } else {
-      if (slot > 0) ac_store_delete(c->store, ld->tag, ld->key, ld->len);
-      c->st.backend_errors++;
-    }
-  } else if (status == AC_ENOENT) {
-    c->st.backend_misses++;
-  } else if (status != 0 && status != AC_ECANCELED) {
-    c->st.backend_errors++;
-  }
+  /* A load the backend did not serve stays for the batch loader. */
+  serve_from_backend(ld, status, bytes, len, ttl_left, 0);
   if (--b->fetching == 0) fetched_all(b);
 }
 
