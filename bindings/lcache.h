@@ -126,6 +126,12 @@ int ac__lcache_unpack(lua_State *L, int idx);
 /* Packs the n values at the top (popped) into a table, pushed. */
 void ac__lcache_pack(lua_State *L, int n);
 
+/* Opens a load whose only source is the remote (a get without a loader)
+ * and asks the remote: the load, to join; NULL when the remote refused the
+ * lookup (the load is undone) or the load could not open (*rc, an AC_E*
+ * code; else 0).  A miss then gives its waiters nil. */
+ac_load_t *ac__lload_remote(lcache *c, int mode, int tag, const char *key, size_t len,
+                            double ttl, int *rc);
 /* The core's ops.load: the remote has answered a load that asked it
  * first (found: the value is stored and handed out; otherwise start the
  * deferred loader). */

@@ -465,13 +465,25 @@ static int lead(lua_State *L, lcache *c, const lload_spec *spec, ltask *me) {
 
 /* A get without a loader, with a remote: a load whose only source is the
  * remote (no deferred loader); a miss gives nil. */
-static int lookup_remote(lua_State *L, lcache *c, const lload_spec *spec) {
+ac_load_t *ac__lload_remote(lcache *c, int mode, int tag, const char *key, size_t len,
+                            double ttl, int *rc) {
   ac_load_t *ld;
-  int rc = ac_cache_lead(c->cache, spec->tag, spec->key, spec->len, spec->ttl, &ld);
-  if (rc != 0) return luaL_error(L, "cannot load: %s", ac_strerror(rc));
-  ac__lload_init(ld, c, spec->mode);
+  *rc = ac_cache_lead(c->cache, tag, key, len, ttl, &ld);
+  if (*rc != 0) return NULL;
+  ac__lload_init(ld, c, mode);
   if (ac_load_begin(ld) != AC_JOIN) { /* the remote refused the lookup */
     ac_load_abort(ld);
+    return NULL;
+  }
+  return ld;
+}
+
+static int lookup_remote(lua_State *L, lcache *c, const lload_spec *spec) {
+  int rc;
+  ac_load_t *ld = ac__lload_remote(c, spec->mode, spec->tag, spec->key, spec->len,
+                                   spec->ttl, &rc);
+  if (rc != 0) return luaL_error(L, "cannot load: %s", ac_strerror(rc));
+  if (ld == NULL) {
     lua_pushnil(L);
     return 1;
   }

@@ -162,12 +162,8 @@ static int many_join(lua_State *L) {
         /* No loader: the remote may have it (when the caller can wait, as
          * g->task says).  The lookups of all the missing keys go out
          * together, pipelined. */
-        ac_load_t *ld;
-        if (ac_cache_lead(c->cache, k.tag, k.p, k.len, ttl, &ld) == 0) {
-          ac__lload_init(ld, c, LOAD_GET);
-          if (ac_load_begin(ld) == AC_JOIN) f = ld;
-          else ac_load_abort(ld);
-        }
+        int rc;
+        f = ac__lload_remote(c, LOAD_GET, k.tag, k.p, k.len, ttl, &rc);
       }
       if (f != NULL && ac__lload_waits_for(f, ac__lsched_current(c->ls))) {
         /* A batch loader asking for a key of its own batch: that key
