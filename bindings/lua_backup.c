@@ -29,7 +29,6 @@
 #include <lauxlib.h>
 #include <math.h>
 #include <string.h>
-#include <time.h>
 
 #include "ac_snapshot.h"
 #include "alloc.h"
@@ -66,12 +65,6 @@ struct write_ctx {
   ljob *job; /* NULL once the job was collected */
   ac_snapshot_t *snap;
 };
-
-static double wall_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static void unpin(ljob *j) {
   if (j->pinned) {
@@ -166,15 +159,14 @@ static int job_step(lua_State *L) {
   if (j->snap == NULL || j->written || j->writing) return luaL_error(L, "save_to_backup(): the save has ended");
   if (j->c->closed) return luaL_error(L, "save_to_backup(): the cache was closed during the save");
   luaL_checkstack(L, 4, NULL);
-  /* The slice is measured with libuv's precise clock: the runtime's
-   * coarse one moves in steps of a few milliseconds, and a fake clock
-   * does not move at all. */
-  uint64_t start = uv_hrtime(), limit = budget >= 1e6 ? UINT64_MAX : (uint64_t)(budget * 1e9);
-  double now = wall_now();
+  /* The slice is measured with the precise clock: the runtime's coarse
+   * one moves in steps of a few milliseconds, and a fake clock does not
+   * move at all. */
+  double start = ac_clock_precise(), now = ac_clock_wall();
   size_t skipped = 0;
   while (j->next < j->n) {
     skipped += (size_t)save_entry(L, j, j->order[j->next++], now);
-    if (j->next % CHECK_EVERY == 0 && uv_hrtime() - start >= limit) break;
+    if (j->next % CHECK_EVERY == 0 && ac_clock_precise() - start >= budget) break;
   }
   j->skipped += skipped;
   j->c->unencodable += skipped;
@@ -298,7 +290,7 @@ static int snapshot_load(lua_State *L) {
   lcache *c = ac__lcache_check(L, 1, "restore");
   const char *path = luaL_checkstring(L, 2);
   luaL_checkstack(L, 8, NULL);
-  restore r = {L, c, wall_now(), 0, 0, 0, NULL};
+  restore r = {L, c, ac_clock_wall(), 0, 0, 0, NULL};
   char msg[512];
   int top = lua_gettop(L);
   int rc = ac_snapshot_read(path, restore_entry, &r, msg, sizeof msg);
@@ -337,7 +329,7 @@ static int cache_entries(lua_State *L) {
    * cache or delete entries, hence the checks per entry. */
   lua_createtable(L, (int)(st.size - n), 0);
   lua_Integer out = 0;
-  double now = wall_now();
+  double now = ac_clock_wall();
   for (size_t i = n; i < st.size; i++) {
     if (c->closed) break; /* by a finalizer: nothing more to read */
     int tag;
@@ -386,7 +378,7 @@ static int forget_all(lua_State *L) {
 }
 
 static int l_wall_time(lua_State *L) {
-  lua_pushnumber(L, wall_now());
+  lua_pushnumber(L, ac_clock_wall());
   return 1;
 }
 

@@ -30,8 +30,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
-#include <time.h>
 
+#include "ac_clock.h"
 #include "ac_error.h"
 #include "ac_redis.h"
 #include "ac_timer.h"
@@ -330,11 +330,7 @@ static void start_connect(ac_redis_t *r) {
 
 /* ---- requests ------------------------------------------------------------------ */
 
-static double wall_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
+static double wall_ms(void) { return ac_clock_wall() * 1e3; }
 
 static void arm_expiry(ac_redis_t *r) {
   if (r->waiting == NULL) {
@@ -535,15 +531,13 @@ static int b_get(ac_backend_t *b, const char *key, size_t len, ac_backend_get_cb
     r->gets = g;
     r->capgets = cap;
   }
-  size_t klen = r->prefix_len + len;
-  char *k = ac__malloc(klen);
+  size_t klen;
+  char *k = full_key(r, key, len, NULL, 0, &klen); /* kept until the MGET goes */
   req *q = k ? new_req(r, OP_GET, cb, NULL, arg) : NULL;
   if (q == NULL) {
     ac__free(k);
     return AC_ENOMEM;
   }
-  memcpy(k, r->prefix, r->prefix_len);
-  if (len) memcpy(k + r->prefix_len, key, len);
   r->gets[r->ngets++] = (pending_get){q, k, klen};
   if (r->ngets == 1) ac_timer_start(r->flusher, 0, 0);
   return 0;
